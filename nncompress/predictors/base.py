@@ -1,0 +1,41 @@
+"""The interface between the engine and a predictor.
+
+The engine codes S contiguous streams in lockstep. A predictor sees them only through:
+
+    weights = p.start(S)        # (S, 256) non-negative int64 weights for each stream's first byte
+    weights = p.step(symbols)   # symbols: (A,) int64, the byte just coded in each of the first A
+                                # streams; returns (A, 256) weights for their next byte
+
+A (the number of active streams) never grows, and the active streams are always the first A:
+a stream that has ended is never stepped again. Row sums must be below 2**38
+(coding.MAX_WEIGHT_SUM); coding.quantize turns weights into frequency tables. Encoder and decoder
+call exactly the same sequence of start/step, so a predictor must be deterministic: the weights may
+depend only on the settings, the model file and the symbols given so far.
+
+``identity`` is what the container records about the predictor so that a decoder can rebuild it:
+a short name, the SHA-256 of the model file (32 zero bytes when there is none) and a dict of every
+setting that changes the weights (JSON-serialisable).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+NO_MODEL_SHA256 = bytes(32)
+
+
+@dataclass(frozen=True)
+class PredictorIdentity:
+    name: str
+    model_sha256: bytes = NO_MODEL_SHA256
+    settings: dict = field(default_factory=dict)
+
+
+class Predictor(Protocol):
+    identity: PredictorIdentity
+
+    def start(self, n_streams: int) -> np.ndarray: ...
+
+    def step(self, symbols: np.ndarray) -> np.ndarray: ...
