@@ -1,0 +1,250 @@
+"""The .nnc container: header, segment records and end record (standard library only).
+
+All integers are little-endian and unsigned. A file is::
+
+    Header  SegmentRecord*  EndRecord  <end of file>
+
+Header (format version 1)::
+
+    offset  size  field
+    0       4     magic  89 4E 4E 43  ("\\x89NNC")
+    4       2     format version (1)
+    6       2     flags, reserved, must be 0
+    8       8     original length in bytes (N)
+    16      4     stream count S (>= 1): the input is cut into S contiguous streams coded in lockstep
+    20      4     steps per segment (>= 1): each segment codes this many lockstep steps
+    24      1     coder id: 1 = constriction 0.5 range coder (queue), Categorical(perfect=False),
+                  32-bit words
+    25      1     table precision in bits (24): every byte has an integer frequency >= 1, sum 2**24
+    26      32    SHA-256 of the predictor's model file (32 zero bytes: no model file)
+    58      1     predictor name length n (1..255)
+    59      n     predictor name, ASCII (for example "ctx1")
+    59+n    4     settings length m (at most 1 MiB)
+    63+n    m     predictor settings: JSON, UTF-8, keys sorted, no spaces; every setting that
+                  changes the predicted tables
+    63+n+m  4     CRC-32 of all header bytes before it
+
+Stream layout: with L = ceil(N / S), stream s holds original bytes [s*L, min(N, (s+1)*L)); S is
+always chosen so that every stream is non-empty (only the last may be shorter). At lockstep step t
+the active streams are those longer than t; they are always the first ones.
+
+SegmentRecord, one per segment, segments in order (segment i covers steps
+[i*steps_per_segment, (i+1)*steps_per_segment) of every stream)::
+
+    0       1     tag 0x53 ("S")
+    1       8     symbol count: the bytes this segment codes, over all streams
+    9       4     word count W
+    13      4     CRC-32 of the W words as stored
+    17      4     CRC-32 of the original bytes of the segment, stream by stream (stream 0's bytes of
+                  the segment, then stream 1's, ...)
+    21      4*W   the range coder's words, each u32
+
+Each segment is an independent range-coder message (a new encoder per segment), so memory stays
+bounded whatever N is. The predictor's state carries over from one segment to the next.
+
+EndRecord::
+
+    0       1     tag 0x45 ("E")
+    1       4     segment count
+    5       32    SHA-256 of the whole original data
+    37      4     CRC-32 of the 37 bytes before it
+
+An empty input has S = 1, no segment records and an end record.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import zlib
+from dataclasses import dataclass, field
+from typing import BinaryIO, Union
+
+from .errors import FormatError, TruncatedError
+
+MAGIC = b"\x89NNC"
+FORMAT_VERSION = 1
+CODER_CONSTRICTION_RANGE = 1
+CODER_NAMES = {CODER_CONSTRICTION_RANGE: "constriction-0.5-range-categorical-f24"}
+PRECISION = 24
+MAX_SETTINGS = 1 << 20
+
+_FIXED = struct.Struct("<4sHHQIIBB32sB")  # magic .. predictor name length
+_SEG = struct.Struct("<cQIII")
+_END = struct.Struct("<cI32s")
+TAG_SEGMENT = b"S"
+TAG_END = b"E"
+
+
+@dataclass(frozen=True)
+class Header:
+    original_length: int
+    n_streams: int
+    segment_steps: int
+    predictor_name: str
+    model_sha256: bytes = bytes(32)
+    settings: dict = field(default_factory=dict)
+    coder: int = CODER_CONSTRICTION_RANGE
+    precision: int = PRECISION
+    version: int = FORMAT_VERSION
+
+    def stream_lengths(self) -> list[int]:
+        return stream_lengths(self.original_length, self.n_streams)
+
+
+@dataclass(frozen=True)
+class SegmentRecord:
+    n_symbols: int
+    words: bytes
+    words_crc: int
+    data_crc: int
+
+
+@dataclass(frozen=True)
+class EndRecord:
+    n_segments: int
+    sha256: bytes
+
+
+def stream_lengths(n: int, n_streams: int) -> list[int]:
+    """Lengths of the S contiguous streams of an input of n bytes (see the module docstring)."""
+    if n == 0:
+        return [0]
+    span = -(-n // n_streams)
+    return [min(span, n - s * span) for s in range(n_streams)]
+
+
+def valid_stream_count(n: int, n_streams: int) -> bool:
+    if n == 0:
+        return n_streams == 1
+    return 1 <= n_streams <= n and (n_streams - 1) * -(-n // n_streams) < n
+
+
+def settings_bytes(settings: dict) -> bytes:
+    return json.dumps(settings, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def pack_header(h: Header) -> bytes:
+    name = h.predictor_name.encode("ascii")
+    if not 1 <= len(name) <= 255:
+        raise ValueError("predictor name must be 1..255 ASCII characters")
+    if len(h.model_sha256) != 32:
+        raise ValueError("model_sha256 must be 32 bytes")
+    if not valid_stream_count(h.original_length, h.n_streams):
+        raise ValueError(f"invalid stream count {h.n_streams} for {h.original_length} bytes")
+    if h.segment_steps < 1:
+        raise ValueError("segment_steps must be >= 1")
+    blob = settings_bytes(h.settings)
+    body = (
+        _FIXED.pack(MAGIC, h.version, 0, h.original_length, h.n_streams, h.segment_steps,
+                    h.coder, h.precision, h.model_sha256, len(name))
+        + name + struct.pack("<I", len(blob)) + blob
+    )
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def _read_exact(f: BinaryIO, n: int, what: str) -> bytes:
+    data = f.read(n)
+    if data is None or len(data) < n:
+        raise TruncatedError(f"truncated .nnc data: {what} is incomplete")
+    return data
+
+
+def read_header(f: BinaryIO) -> Header:
+    """Reads and validates a header. Raises FormatError (TruncatedError when data ends early)."""
+    head = f.read(_FIXED.size)
+    if len(head) < 4 or head[:4] != MAGIC:
+        raise FormatError("not an .nnc file (bad magic)")
+    if len(head) < _FIXED.size:
+        raise TruncatedError("truncated .nnc data: header is incomplete")
+    (_, version, flags, length, n_streams, seg_steps, coder, precision, sha, name_len) = \
+        _FIXED.unpack(head)
+    if version != FORMAT_VERSION:
+        raise FormatError(f"unsupported .nnc format version {version} (this nncompress reads "
+                          f"version {FORMAT_VERSION}); use the nncompress release that wrote it")
+    name = _read_exact(f, name_len, "header")
+    (m,) = struct.unpack("<I", _read_exact(f, 4, "header"))
+    if m > MAX_SETTINGS:
+        raise FormatError("corrupt .nnc header (settings length out of range)")
+    blob = _read_exact(f, m, "header")
+    (crc,) = struct.unpack("<I", _read_exact(f, 4, "header"))
+    if zlib.crc32(head + name + struct.pack("<I", m) + blob) != crc:
+        raise FormatError("corrupt .nnc header (CRC mismatch)")
+    # The CRC passed, so anything odd below is a writer bug or a deliberate forgery.
+    if flags != 0:
+        raise FormatError(f"unsupported .nnc header flags {flags:#x}")
+    if coder not in CODER_NAMES:
+        raise FormatError(f"unsupported coder id {coder} in .nnc header")
+    if precision != PRECISION:
+        raise FormatError(f"unsupported table precision {precision} in .nnc header")
+    if not valid_stream_count(length, n_streams) or seg_steps < 1 or name_len < 1:
+        raise FormatError("corrupt .nnc header (inconsistent stream layout)")
+    try:
+        pname = name.decode("ascii")
+        settings = json.loads(blob.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise FormatError(f"corrupt .nnc header ({e.__class__.__name__})") from None
+    if not isinstance(settings, dict):
+        raise FormatError("corrupt .nnc header (settings are not an object)")
+    return Header(length, n_streams, seg_steps, pname, sha, settings, coder, precision, version)
+
+
+def pack_segment(n_symbols: int, words: bytes, data_crc: int) -> bytes:
+    if len(words) % 4:
+        raise ValueError("words must be a whole number of u32")
+    return _SEG.pack(TAG_SEGMENT, n_symbols, len(words) // 4, zlib.crc32(words), data_crc) + words
+
+
+def pack_end(n_segments: int, sha256: bytes) -> bytes:
+    body = _END.pack(TAG_END, n_segments, sha256)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def max_words(n_symbols: int) -> int:
+    """An upper bound on the words a segment of n symbols can take (each symbol costs at most
+    24 bits with 24-bit tables; the coder adds at most a few words)."""
+    return (n_symbols * PRECISION) // 32 + 4
+
+
+def read_record(f: BinaryIO, expected_symbols: int | None = None) -> Union[SegmentRecord, EndRecord]:
+    """Reads the next record. For a segment, checks the word count against the symbol count
+    (before reading the words) and the CRC of the words."""
+    tag = _read_exact(f, 1, "record")
+    if tag == TAG_SEGMENT:
+        rest = _read_exact(f, _SEG.size - 1, "segment record")
+        _, n_symbols, n_words, words_crc, data_crc = _SEG.unpack(tag + rest)
+        if expected_symbols is not None and n_symbols != expected_symbols:
+            raise FormatError("corrupt .nnc data (segment symbol count does not match the header)")
+        if n_words > max_words(n_symbols):
+            raise FormatError("corrupt .nnc data (segment word count out of range)")
+        words = _read_exact(f, 4 * n_words, "segment")
+        if zlib.crc32(words) != words_crc:
+            raise FormatError("corrupt .nnc data (segment CRC mismatch)")
+        return SegmentRecord(n_symbols, words, words_crc, data_crc)
+    if tag == TAG_END:
+        rest = _read_exact(f, _END.size - 1 + 4, "end record")
+        body, (crc,) = tag + rest[:-4], struct.unpack("<I", rest[-4:])
+        if zlib.crc32(body) != crc:
+            raise FormatError("corrupt .nnc data (end record CRC mismatch)")
+        _, n_segments, sha = _END.unpack(body)
+        return EndRecord(n_segments, sha)
+    raise FormatError("corrupt .nnc data (unknown record tag)")
+
+
+def expect_eof(f: BinaryIO) -> None:
+    if f.read(1):
+        raise FormatError("corrupt .nnc data (trailing bytes after the end record)")
+
+
+def sha256_of(f: BinaryIO, n: int, chunk: int = 1 << 20) -> bytes:
+    """SHA-256 of the first n bytes of a seekable file, read from offset 0."""
+    h = hashlib.sha256()
+    f.seek(0)
+    left = n
+    while left:
+        b = f.read(min(chunk, left))
+        if not b:
+            raise TruncatedError("input ended early while hashing")
+        h.update(b)
+        left -= len(b)
+    return h.digest()

@@ -1,0 +1,132 @@
+"""Finding predictors by name or path, checking model files, rebuilding a file's predictor.
+
+Built-in predictors have no model file: "ctx1" (the order-N context-mixing model) and "order0".
+Trained models are files in models/ (`NAME.pt` beside its record `NAME.json`, which gives its
+SHA-256) or any path given with --model. A released model file is never changed: a new model gets a
+new name, so old .nnc files keep decoding. Model files are data: they are read with
+torch.load(weights_only=True) and checked against their SHA-256 before use.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+from .errors import ModelError, ModelMismatchError
+from .predictors.base import NO_MODEL_SHA256, Predictor
+
+DEFAULT_MODEL = "ctx1"
+BUILTIN = ("ctx1", "order0")
+MODEL_SUFFIX = ".pt"
+
+
+def model_dirs() -> list[Path]:
+    """Where named models are looked up, in order: $NNCOMPRESS_MODELS (os.pathsep-separated),
+    the source tree's models/, and the installed share/nncompress/models."""
+    dirs = [Path(p) for p in os.environ.get("NNCOMPRESS_MODELS", "").split(os.pathsep) if p]
+    dirs.append(Path(__file__).resolve().parent.parent / "models")
+    import sys
+    dirs.append(Path(sys.prefix) / "share" / "nncompress" / "models")
+    return dirs
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    path: Optional[Path] = None
+    sha256: bytes = NO_MODEL_SHA256
+
+    @property
+    def builtin(self) -> bool:
+        return self.path is None
+
+
+def file_sha256(path: Path) -> bytes:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.digest()
+
+
+def _expected_sha(path: Path) -> Optional[bytes]:
+    rec = path.with_suffix(".json")
+    if not rec.is_file():
+        return None
+    try:
+        return bytes.fromhex(json.loads(rec.read_text())["sha256"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelError(f"model record {rec} is malformed ({e})") from None
+
+
+def _ref_for_file(path: Path) -> ModelRef:
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist")
+    sha = file_sha256(path)
+    expected = _expected_sha(path)
+    if expected is not None and expected != sha:
+        raise ModelError(f"model file {path} does not match the SHA-256 in its record "
+                         f"{path.with_suffix('.json').name}: it was changed or damaged")
+    return ModelRef(path.stem, path, sha)
+
+
+def available() -> list[str]:
+    names = list(BUILTIN)
+    for d in model_dirs():
+        if d.is_dir():
+            names += sorted(p.stem for p in d.glob("*" + MODEL_SUFFIX) if p.stem not in names)
+    return names
+
+
+def resolve(name_or_path: Optional[str] = None) -> ModelRef:
+    """A built-in name, a model name in models/, or a path to a model file."""
+    name = name_or_path or DEFAULT_MODEL
+    if name in BUILTIN:
+        return ModelRef(name)
+    p = Path(name)
+    if p.suffix == MODEL_SUFFIX or os.sep in name or p.is_file():
+        return _ref_for_file(p)
+    for d in model_dirs():
+        cand = d / (name + MODEL_SUFFIX)
+        if cand.is_file():
+            return _ref_for_file(cand)
+    raise ModelError(f"unknown model {name!r}; available: {', '.join(available())}")
+
+
+def load_predictor(ref: ModelRef, settings: Optional[dict] = None, device: str = "auto") -> Predictor:
+    """Builds the predictor for `ref`. `settings` (from a file header) override the defaults."""
+    if ref.name == "ctx1" and ref.builtin:
+        from .predictors.context import ContextModel
+        return ContextModel(**(settings or {}))
+    if ref.name == "order0" and ref.builtin:
+        from .predictors.order0 import Order0
+        return Order0(**(settings or {}))
+    from .predictors.fslstm.predictor import load_fslstm  # torch only from here on
+    return load_fslstm(ref, settings=settings, device=device)
+
+
+def ref_for_header(name: str, sha256: bytes, extra: Iterable[str] = ()) -> ModelRef:
+    """The model a file's header names: built-in, or a file whose SHA-256 matches, looked up in
+    the paths given by the user first and then by name in the model folders."""
+    if sha256 == NO_MODEL_SHA256:
+        if name in BUILTIN:
+            return ModelRef(name)
+        raise ModelMismatchError(f"this file was made with predictor {name!r}, which this "
+                                 "version of nncompress does not have")
+    candidates: list[Path] = []
+    for e in extra:
+        p = Path(e)
+        candidates += sorted(p.glob("*" + MODEL_SUFFIX)) if p.is_dir() else [p]
+    for d in model_dirs():
+        candidates.append(d / (name + MODEL_SUFFIX))
+        if d.is_dir():
+            candidates += sorted(d.glob("*" + MODEL_SUFFIX))
+    for c in candidates:
+        if c.is_file() and file_sha256(c) == sha256:
+            return ModelRef(name, c, sha256)
+    raise ModelMismatchError(
+        f"this file needs model {name!r} (sha256 {sha256.hex()[:16]}...), which was not found "
+        f"in {', '.join(str(d) for d in model_dirs())}; pass its file with --model PATH")
