@@ -25,6 +25,8 @@ Progress = Optional[Callable[[int], None]]
 
 # Rows the encoder hands constriction per call (tables are built step by step but coded in batches).
 _ENCODE_BATCH_ROWS = 1 << 14
+# Progress is reported every this many steps.
+_PROGRESS_STEPS = 4096
 # Aim for about this many symbols per segment.
 _SEGMENT_SYMBOLS = 1 << 20
 
@@ -97,10 +99,12 @@ def run(predictor: Predictor, lengths: list[int], segment_steps: int, side: _Sid
             symbols = side.code(t, coding.quantize(weights[:a]))
             if t + 1 < total_steps:
                 weights = predictor.step(symbols)
+            if progress is not None and (t + 1 - t0) % _PROGRESS_STEPS == 0:
+                progress(int(active[t + 1 - t0 - _PROGRESS_STEPS: t + 1 - t0].sum()))
         side.end(n_seg)
         n_seg += 1
-        if progress is not None:
-            progress(int(active.sum()))
+        if progress is not None and (t1 - t0) % _PROGRESS_STEPS:
+            progress(int(active[(t1 - t0) - (t1 - t0) % _PROGRESS_STEPS:].sum()))
     return n_seg
 
 
