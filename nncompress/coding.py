@@ -41,7 +41,9 @@ def quantize(weights: np.ndarray) -> np.ndarray:
     total = w.sum(axis=1, keepdims=True)
     if total.size and total.max() >= MAX_WEIGHT_SUM:
         raise ValueError("weight rows must sum to less than 2**38")
-    total = np.maximum(total, 1)
+    if total.size and total.min() == 0:
+        w = np.where(total == 0, 1, w)
+        total = w.sum(axis=1, keepdims=True)
     freq = 1 + (w * (TOTAL - ALPHABET)) // total
     rows = np.arange(w.shape[0])
     freq[rows, np.argmax(w, axis=1)] += TOTAL - freq.sum(axis=1)

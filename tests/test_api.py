@@ -1,0 +1,83 @@
+import io
+import os
+
+import pytest
+
+import nncompress
+from nncompress import models
+from nncompress.errors import ChecksumError, FormatError, ModelError, ModelMismatchError, NNCError
+
+from conftest import canterbury_files
+
+CASES = {
+    "empty": b"",
+    "one": b"x",
+    "all256": bytes(range(256)),
+    "random100k": os.urandom(100_000),
+    "repeats": b"abcabcabd" * 20_000 + b"\x00" * 50_000,
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("model", ["order0", None])
+def test_round_trip(name, model):
+    data = CASES[name]
+    if model is None and len(data) > 100_000:
+        data = data[:30_000]  # keep the default model's run short on CI
+    blob = nncompress.compress(data, model=model)
+    assert nncompress.decompress(blob) == data
+
+
+def test_random_bytes_do_not_expand_much():
+    data = CASES["random100k"]
+    blob = nncompress.compress(data, model="order0")
+    assert len(blob) < len(data) * 1.02 + 300
+
+
+def test_stream_count_and_segments_do_not_change_content():
+    data = CASES["repeats"][:40_000]
+    for streams in (1, 2, 5, 64):
+        blob = nncompress.compress(data, model="order0", streams=streams, segment_steps=999)
+        info = nncompress.info(io.BytesIO(blob))
+        assert info.header.n_streams == streams
+        assert nncompress.decompress(blob) == data
+
+
+def test_error_hierarchy():
+    for cls in (FormatError, ChecksumError, ModelError, ModelMismatchError):
+        assert issubclass(cls, NNCError)
+    with pytest.raises(FormatError):
+        nncompress.decompress(b"definitely not nnc")
+    with pytest.raises(ModelError, match="unknown model"):
+        nncompress.compress(b"abc", model="no-such-model")
+
+
+def test_missing_model_named_in_error(monkeypatch):
+    blob = bytearray(nncompress.compress(b"hello world", model="order0"))
+    # Forge a header naming a model file that does not exist here (CRC recomputed).
+    from nncompress import container
+    h = container.read_header(io.BytesIO(bytes(blob)))
+    forged = container.Header(h.original_length, h.n_streams, h.segment_steps, "fslstm-xyz",
+                              b"\x11" * 32, {})
+    body = container.pack_header(forged) + bytes(blob[len(container.pack_header(h)):])
+    with pytest.raises(ModelMismatchError, match="fslstm-xyz"):
+        nncompress.decompress(body)
+
+
+def test_cross_entropy_close_to_real_size():
+    data = CASES["repeats"][:50_000]
+    bpb = nncompress.cross_entropy(data, model="order0")
+    real = 8 * len(nncompress.compress(data, model="order0")) / len(data)
+    assert bpb <= real <= bpb + 8 * 400 / len(data)
+
+
+def test_models_registry():
+    assert models.resolve().name == models.DEFAULT_MODEL
+    assert "ctx1" in models.available() and "order0" in models.available()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", canterbury_files(), ids=lambda p: p.name)
+def test_canterbury_round_trip_default_model(path):
+    data = path.read_bytes()
+    assert nncompress.decompress(nncompress.compress(data)) == data

@@ -1,0 +1,110 @@
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from nncompress.cli import main
+
+TEXT = b"It was the best of times, it was the worst of times, it was the age of wisdom.\n" * 300
+
+
+def run_cli(*args, input=None):
+    """The real program in a fresh process: exit status, stdout bytes, stderr text."""
+    p = subprocess.run([sys.executable, "-m", "nncompress", *args], input=input,
+                       capture_output=True, timeout=300)
+    return p.returncode, p.stdout, p.stderr.decode()
+
+
+@pytest.fixture
+def textfile(tmp_path):
+    p = tmp_path / "a.txt"
+    p.write_bytes(TEXT)
+    return p
+
+
+def test_compress_decompress_default_names(textfile, tmp_path):
+    r = CliRunner().invoke(main, ["c", "-m", "order0", str(textfile)])
+    assert r.exit_code == 0, r.output
+    nnc = tmp_path / "a.txt.nnc"
+    assert nnc.is_file() and textfile.read_bytes() == TEXT  # the input is kept
+    textfile.unlink()
+    r = CliRunner().invoke(main, ["d", str(nnc)])
+    assert r.exit_code == 0, r.output
+    assert textfile.read_bytes() == TEXT
+    assert nnc.is_file()
+
+
+def test_long_command_names_and_explicit_output(textfile, tmp_path):
+    out = tmp_path / "x.bin"
+    assert CliRunner().invoke(main, ["compress", "-m", "order0", str(textfile), str(out)]).exit_code == 0
+    back = tmp_path / "back.txt"
+    assert CliRunner().invoke(main, ["decompress", str(out), str(back)]).exit_code == 0
+    assert back.read_bytes() == TEXT
+
+
+def test_existing_output_refused_without_force(textfile, tmp_path):
+    nnc = tmp_path / "a.txt.nnc"
+    nnc.write_bytes(b"keep me")
+    r = CliRunner().invoke(main, ["c", "-m", "order0", str(textfile)])
+    assert r.exit_code == 2 and "already exists" in r.output
+    assert nnc.read_bytes() == b"keep me"
+    r = CliRunner().invoke(main, ["c", "-f", "-m", "order0", str(textfile)])
+    assert r.exit_code == 0
+    assert nnc.read_bytes() != b"keep me"
+
+
+def test_verbose_bits_per_byte_matches_file_size(textfile, tmp_path):
+    r = CliRunner().invoke(main, ["c", "-v", "--verify", "-m", "order0", str(textfile)])
+    assert r.exit_code == 0
+    size = (tmp_path / "a.txt.nnc").stat().st_size
+    line = r.output.strip().splitlines()[-1]
+    assert f"{len(TEXT)} -> {size} bytes" in line and "verified" in line
+    bpb = float(line.split(" bits/byte")[0].rsplit(" ", 1)[1])
+    assert bpb == pytest.approx(8 * size / len(TEXT), abs=5e-4)
+
+
+def test_info_and_test_commands(textfile, tmp_path):
+    CliRunner().invoke(main, ["c", "-m", "order0", str(textfile)])
+    nnc = str(tmp_path / "a.txt.nnc")
+    r = CliRunner().invoke(main, ["info", nnc])
+    assert r.exit_code == 0
+    assert "format version   1" in r.output and "order0" in r.output
+    assert f"original size    {len(TEXT)}" in r.output
+    r = CliRunner().invoke(main, ["t", nnc])
+    assert r.exit_code == 0 and "OK" in r.output
+    assert sorted(os.listdir(tmp_path)) == ["a.txt", "a.txt.nnc"]
+
+
+def test_stdin_stdout_in_real_process(textfile):
+    code, blob, err = run_cli("c", "-m", "order0", "-c", "-", input=TEXT)
+    assert code == 0, err
+    assert blob[:4] == b"\x89NNC"
+    code, back, err = run_cli("d", "-c", "-", input=blob)
+    assert code == 0, err
+    assert back == TEXT
+
+
+def test_usage_errors_exit_2(tmp_path, textfile):
+    assert CliRunner().invoke(main, ["c"]).exit_code == 2
+    assert CliRunner().invoke(main, ["d", str(textfile)]).exit_code == 2  # no .nnc suffix
+    assert CliRunner().invoke(main, ["c", str(tmp_path / "missing")]).exit_code == 2
+    assert CliRunner().invoke(main, ["c", "--device", "tpu", str(textfile)]).exit_code == 2
+
+
+def test_unknown_model_is_one_line_exit_1(textfile, tmp_path):
+    code, out, err = run_cli("c", "-m", "no-such-model", str(textfile))
+    assert code == 1
+    assert err.count("\n") == 1 and "unknown model" in err and "Traceback" not in err
+    assert not (tmp_path / "a.txt.nnc").exists()
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x89NN", b"PK\x03\x04 not ours", TEXT])
+def test_foreign_or_truncated_input_exit_1_no_output(tmp_path, payload):
+    bad = tmp_path / "bad.nnc"
+    bad.write_bytes(payload)
+    code, out, err = run_cli("d", str(bad))
+    assert code == 1, err
+    assert err.startswith("nncompress: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert sorted(os.listdir(tmp_path)) == ["bad.nnc"]

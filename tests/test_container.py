@@ -1,0 +1,86 @@
+import io
+import struct
+
+import pytest
+
+from nncompress import container
+from nncompress.container import Header
+from nncompress.errors import FormatError, TruncatedError
+
+
+def _header(**kw):
+    base = dict(original_length=1000, n_streams=3, segment_steps=100, predictor_name="ctx1",
+                model_sha256=bytes(range(32)), settings={"orders": [0, 1, 2], "b": "é"})
+    base.update(kw)
+    return Header(**base)
+
+
+def test_header_round_trip_and_fixed_layout():
+    h = _header()
+    blob = container.pack_header(h)
+    assert blob[:4] == b"\x89NNC"
+    assert struct.unpack_from("<HHQII", blob, 4) == (1, 0, 1000, 3, 100)
+    assert blob[26:58] == bytes(range(32))
+    assert blob[58] == 4 and blob[59:63] == b"ctx1"
+    assert container.read_header(io.BytesIO(blob)) == h
+
+
+def test_header_rejects_wrong_magic_version_and_flips():
+    blob = bytearray(container.pack_header(_header()))
+    with pytest.raises(FormatError, match="magic"):
+        container.read_header(io.BytesIO(b"PK\x03\x04" + bytes(blob[4:])))
+    v2 = bytearray(blob)
+    v2[4] = 2
+    with pytest.raises(FormatError, match="version 2"):
+        container.read_header(io.BytesIO(bytes(v2)))
+    for i in range(6, len(blob)):
+        bad = bytearray(blob)
+        bad[i] ^= 0x10
+        with pytest.raises(FormatError):
+            container.read_header(io.BytesIO(bytes(bad)))
+
+
+def test_header_truncation_is_truncated_error():
+    blob = container.pack_header(_header())
+    for cut in range(4, len(blob)):
+        with pytest.raises(TruncatedError):
+            container.read_header(io.BytesIO(blob[:cut]))
+    assert issubclass(TruncatedError, EOFError)
+
+
+def test_stream_lengths_cover_input_without_empty_streams():
+    for n in range(0, 60):
+        for s in range(1, 12):
+            if not container.valid_stream_count(n, s):
+                continue
+            lens = container.stream_lengths(n, s)
+            assert sum(lens) == n and len(lens) == s
+            assert all(x > 0 for x in lens) or n == 0
+            assert lens == sorted(lens, reverse=True)
+    assert not container.valid_stream_count(9, 4)  # L=3 would leave stream 3 empty
+    with pytest.raises(ValueError):
+        container.pack_header(_header(original_length=9, n_streams=4))
+
+
+def test_records_round_trip_and_detect_damage():
+    words = bytes(range(40))
+    seg = container.pack_segment(50, words, 1234)
+    end = container.pack_end(1, b"\x07" * 32)
+    f = io.BytesIO(seg + end)
+    rec = container.read_record(f, expected_symbols=50)
+    assert (rec.n_symbols, rec.words, rec.data_crc) == (50, words, 1234)
+    assert container.read_record(f) == container.EndRecord(1, b"\x07" * 32)
+    container.expect_eof(f)
+    with pytest.raises(FormatError, match="symbol count"):
+        container.read_record(io.BytesIO(seg), expected_symbols=49)
+    bad = bytearray(seg)
+    bad[30] ^= 1
+    with pytest.raises(FormatError, match="CRC"):
+        container.read_record(io.BytesIO(bytes(bad)))
+    huge = container.pack_segment(1, bytes(400), 0)  # 100 words for 1 symbol: impossible
+    with pytest.raises(FormatError, match="word count"):
+        container.read_record(io.BytesIO(huge))
+    with pytest.raises(TruncatedError):
+        container.read_record(io.BytesIO(seg[:-1]))
+    with pytest.raises(FormatError, match="trailing"):
+        container.expect_eof(io.BytesIO(b"x"))
