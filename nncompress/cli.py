@@ -33,7 +33,8 @@ class _Group(click.Group):
     """Short aliases (c, d, t) and lazily imported heavy commands (bench, train)."""
 
     aliases = {"c": "compress", "d": "decompress", "t": "test"}
-    lazy = {"bench": ("nncompress.bench", "bench_cmd"), "train": ("nncompress.train", "train_cmd")}
+    lazy = {"bench": ("nncompress.bench", "bench_cmd"), "train": ("nncompress.train", "train_cmd"),
+            "export": ("nncompress.predictors.fslstm.export", "export_cmd")}
 
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(self.lazy))
@@ -55,7 +56,8 @@ class _Group(click.Group):
             label = f"{name}, {short[name]}" if name in short else name
             if name in self.lazy:
                 help_ = {"bench": "Measure ratios and speeds against classic compressors.",
-                         "train": "Train an FS-LSTM model."}[name]
+                         "train": "Train an FS-LSTM model.",
+                         "export": "Turn a trained checkpoint into a shipped integer model."}[name]
             else:
                 help_ = super().get_command(ctx, name).get_short_help_str(60)
             rows.append((label, help_))

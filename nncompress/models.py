@@ -104,7 +104,7 @@ def load_predictor(ref: ModelRef, settings: Optional[dict] = None, device: str =
     if ref.name == "order0" and ref.builtin:
         from .predictors.order0 import Order0
         return Order0(**(settings or {}))
-    from .predictors.fslstm.predictor import load_fslstm  # torch only from here on
+    from .predictors.fslstm.predictor import load_fslstm  # torch is imported from here on
     return load_fslstm(ref, settings=settings, device=device)
 
 

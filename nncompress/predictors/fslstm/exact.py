@@ -1,0 +1,271 @@
+"""Integer-exact FS-LSTM inference: the arithmetic the coder runs (no I/O, numpy or torch).
+
+Every quantity is an integer; every operation is exact on any machine, thread count, batch
+composition and device, so encoder and decoder compute identical tables
+(../shared/notes/determinism.md):
+
+- matrix products: int16-range weights x Q14 activations summed in float64. Products are below
+  2**29 and K is far below 2**23, so every partial sum is an integer below 2**53: exact in any
+  order. The result is rescaled by a power-of-two floor division.
+- elementwise: int64 add, multiply, floor division and arithmetic shifts, with clamps that keep
+  every intermediate below 2**62.
+- LayerNorm's square root: floor(sqrt(v)) from float64 sqrt, then corrected by one integer step
+  each way (so the result is the exact integer square root, whatever the platform's sqrt).
+- sigmoid, tanh, exp: lookup tables on integer indices, computed once when the model is exported
+  and stored in the model file (no libm at coding time).
+
+Fixed-point formats: activations h and LSTM inputs Q14 (|v| <= 2**14 means |x| <= 1); gate
+pre-activations, LayerNorm outputs, cell states, biases and gains Q16; LUT outputs Q15.
+
+Shapes: S streams, n units per cell, F fast units, V = 256.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+ACT = 14                   # activations: Q14
+FRAC = 16                  # pre-activations, cell state, LN parameters: Q16
+LUT_OUT = 15               # sigmoid / tanh outputs: Q15
+LUT_SHIFT = 6              # Q16 -> LUT index with 1/1024 resolution
+LUT_HALF = 8 << 10         # LUT covers [-8, 8) in steps of 1/1024: 16384 entries
+EXP_ENTRIES = 32 << 10     # exp(-d) for d in [0, 32) in steps of 1/1024
+EXP_BITS = 29              # exp LUT values <= 2**29, so 256 of them sum below 2**38
+Z_CLAMP = 1 << 23          # |pre-activation| <= 128.0
+C_CLAMP = 1 << 22          # |cell state| <= 64.0
+W_BITS = 15                # |quantised weight| < 2**15
+
+
+# ------------------------------------------------------------------ backend shim
+
+class _NumpyOps:
+    name = "numpy"
+
+    @staticmethod
+    def asarray(x):
+        return np.asarray(x)
+
+    @staticmethod
+    def zeros(shape, like):
+        return np.zeros(shape, dtype=np.int64)
+
+    @staticmethod
+    def clamp(x, lo, hi):
+        return np.clip(x, lo, hi)
+
+    @staticmethod
+    def mm_shift(a, w_f64, shift):
+        # exact: integer-valued float64 product, then floor(x / 2**shift) (shift may be < 0)
+        prod = a.astype(np.float64) @ w_f64
+        return np.floor(prod * (2.0 ** -shift)).astype(np.int64)
+
+    @staticmethod
+    def isqrt(v):
+        r = np.floor(np.sqrt(v.astype(np.float64))).astype(np.int64)
+        r -= (r * r > v).astype(np.int64)
+        r += ((r + 1) * (r + 1) <= v).astype(np.int64)
+        return r
+
+    @staticmethod
+    def rowmax(x):
+        return x.max(axis=-1)
+
+    @staticmethod
+    def cat(xs):
+        return np.concatenate(xs, axis=-1)
+
+
+class _TorchOps:
+    name = "torch"
+
+    def __init__(self, device):
+        import torch
+        self.torch = torch
+        self.device = device
+
+    def asarray(self, x):
+        t = self.torch
+        if isinstance(x, np.ndarray):
+            x = t.from_numpy(np.ascontiguousarray(x))
+        return x.to(self.device)
+
+    def zeros(self, shape, like=None):
+        return self.torch.zeros(shape, dtype=self.torch.int64, device=self.device)
+
+    def clamp(self, x, lo, hi):
+        return self.torch.clamp(x, lo, hi)
+
+    def mm_shift(self, a, w_f64, shift):
+        t = self.torch
+        prod = t.matmul(a.to(t.float64), w_f64)
+        return t.floor(prod * (2.0 ** -shift)).to(t.int64)
+
+    def isqrt(self, v):
+        t = self.torch
+        r = t.floor(t.sqrt(v.to(t.float64))).to(t.int64)
+        r = r - (r * r > v).to(t.int64)
+        r = r + ((r + 1) * (r + 1) <= v).to(t.int64)
+        return r
+
+    def rowmax(self, x):
+        return x.max(dim=-1).values
+
+    def cat(self, xs):
+        return self.torch.cat(xs, dim=-1)
+
+
+def ops_for(backend: str = "numpy", device: str = "cpu"):
+    if backend == "numpy":
+        return _NumpyOps()
+    if backend == "torch":
+        return _TorchOps(device)
+    raise ValueError(f"unknown backend {backend!r}")
+
+
+# ------------------------------------------------------------------ quantisation (export time)
+
+def _q(x: np.ndarray, bits: int) -> np.ndarray:
+    return np.round(np.asarray(x, dtype=np.float64) * (1 << bits)).astype(np.int64)
+
+
+def _weight(w: np.ndarray) -> tuple[np.ndarray, int]:
+    """Power-of-two scaled int weights: (w_q, s) with w ~ w_q / 2**s and |w_q| < 2**15."""
+    m = float(np.abs(w).max()) if w.size else 0.0
+    s = W_BITS - 1 - (math.frexp(m)[1] if m > 0 else 0)  # m < 2**e  ->  |w_q| < 2**(W_BITS-1)
+    return np.round(w.astype(np.float64) * 2.0 ** s).astype(np.int64), s
+
+
+def build_luts() -> dict[str, np.ndarray]:
+    """Nonlinearity tables, evaluated at the middle of each index bin."""
+    x = (np.arange(-LUT_HALF, LUT_HALF, dtype=np.float64) + 0.5) / 1024.0
+    sig = np.round((1 << LUT_OUT) / (1.0 + np.exp(-x))).astype(np.int64)
+    tanh = np.round((1 << LUT_OUT) * np.tanh(x)).astype(np.int64)
+    d = (np.arange(EXP_ENTRIES, dtype=np.float64) + 0.5) / 1024.0
+    ex = np.round((1 << EXP_BITS) * np.exp(-d)).astype(np.int64)
+    ex[0] = 1 << EXP_BITS
+    return {"lut_sigmoid": sig, "lut_tanh": tanh, "lut_exp": ex}
+
+
+def quantize_model(cfg: dict, sd: dict) -> dict:
+    """Float state dict (numpy float arrays, names as in model.FSRNN) -> integer model tensors.
+
+    F1's input half is folded with the embedding into a per-byte table (256, 4F), so the first
+    cell needs no input product at all."""
+    k = cfg["k"]
+    out: dict = {}
+    cells = [f"fast.{i}" for i in range(k)] + ["slow"]
+    for c in cells:
+        n_in = sd[f"{c}.W"].shape[0] - sd[f"{c}.ln_gain"].shape[0] // 4
+        W = sd[f"{c}.W"]
+        Wh, sh = _weight(W[n_in:])
+        out[f"{c}.Wh"], out[f"{c}.sh"] = Wh, sh
+        if c in ("fast.1", "slow"):
+            Wx, sx = _weight(W[:n_in])
+            out[f"{c}.Wx"], out[f"{c}.sx"] = Wx, sx
+        out[f"{c}.b"] = _q(sd[f"{c}.b"], FRAC)
+        for p in ("ln_gain", "ln_bias", "lnc_gain", "lnc_bias"):
+            out[f"{c}.{p}"] = _q(sd[f"{c}.{p}"], FRAC)
+    E = sd["embedding"].astype(np.float64)
+    W1 = sd["fast.0.W"].astype(np.float64)[: E.shape[1]]
+    out["in_table"] = _q(E @ W1 + sd["fast.0.b"], FRAC)          # (256, 4F), bias included
+    out["out_W"], out["out_sw"] = _weight(sd["out_W"])
+    out["out_b"] = _q(sd["out_b"], FRAC)
+    out.update(build_luts())
+    return out
+
+
+# ------------------------------------------------------------------ inference
+
+class ExactFSRNN:
+    """Steps S streams of the integer model. All arrays are int64 (weights as float64 copies of
+    integers, for the exact products)."""
+
+    def __init__(self, cfg: dict, q: dict, backend: str = "numpy", device: str = "cpu"):
+        self.cfg = cfg
+        self.ops = o = ops_for(backend, device)
+        self.k = cfg["k"]
+        self.fb = int(round(cfg["forget_bias"] * (1 << FRAC)))
+        self.eps = int(round(cfg["ln_eps"] * (1 << (2 * FRAC))))
+        self.keep_h = int(round(cfg["zoneout_h"] * (1 << 15)))
+        self.keep_c = int(round(cfg["zoneout_c"] * (1 << 15)))
+        self.p = {}
+        for name, v in q.items():
+            if isinstance(v, (int, np.integer)):
+                self.p[name] = int(v)
+            else:
+                a = o.asarray(np.asarray(v, dtype=np.int64))
+                if name.endswith((".Wh", ".Wx")) or name == "out_W":
+                    a = a.double() if o.name == "torch" else a.astype(np.float64)
+                self.p[name] = a
+
+    # -- pieces
+
+    def _mm(self, a, name, sname):
+        # (S, n_in) Q14 @ W / 2**s  ->  Q16
+        return self.ops.mm_shift(a, self.p[name], ACT + self.p[sname] - FRAC)
+
+    def _ln(self, z, n, gain, bias):
+        """Layer norm over the last axis of z (S, m, n) or (S, n), Q16 in and out."""
+        o = self.ops
+        z = o.clamp(z, -Z_CLAMP, Z_CLAMP)
+        mean = z.sum(-1) // n
+        d = z - mean[..., None]
+        var = (d * d).sum(-1) // n                        # Q32
+        sd = o.isqrt(var + self.eps)                      # Q16, >= isqrt(eps) > 0
+        y = (d << FRAC) // sd[..., None]                  # Q16
+        return ((y * gain) >> FRAC) + bias
+
+    def _lut(self, name, x):
+        idx = self.ops.clamp(x >> LUT_SHIFT, -LUT_HALF, LUT_HALF - 1) + LUT_HALF
+        return self.p[name][idx]
+
+    def _cell(self, c, zx, h, cs):
+        """One layer-normalised LSTM cell with the evaluation-time zoneout blend.
+        zx: (S, 4n) Q16 input part incl. bias; h: (S, n) Q14; cs: (S, n) Q16."""
+        n = h.shape[-1]
+        z = zx + self._mm(h, f"{c}.Wh", f"{c}.sh")                     # (S, 4n) Q16
+        S = z.shape[0]
+        g = self._ln(z.reshape(S, 4, n), n, self.p[f"{c}.ln_gain"].reshape(4, n),
+                     self.p[f"{c}.ln_bias"].reshape(4, n))             # (S, 4, n)
+        i, j, f, og = g[:, 0], g[:, 1], g[:, 2], g[:, 3]
+        sf = self._lut("lut_sigmoid", f + self.fb)                     # Q15
+        si = self._lut("lut_sigmoid", i)
+        tj = self._lut("lut_tanh", j)
+        c_new = ((cs * sf) >> LUT_OUT) + ((si * tj) >> (2 * LUT_OUT - FRAC))
+        c_new = self.ops.clamp(c_new, -C_CLAMP, C_CLAMP)              # Q16
+        lc = self._ln(c_new, n, self.p[f"{c}.lnc_gain"], self.p[f"{c}.lnc_bias"])
+        h_new = (self._lut("lut_tanh", lc) * self._lut("lut_sigmoid", og)) >> (2 * LUT_OUT - ACT)
+        kh, kc = self.keep_h, self.keep_c
+        h_out = (kh * h + ((1 << 15) - kh) * h_new) >> 15
+        c_out = (kc * cs + ((1 << 15) - kc) * c_new) >> 15
+        return h_out, c_out
+
+    def _weights(self, hF):
+        """Output layer and integer softmax: (S, F) Q14 -> (S, 256) weights summing < 2**38."""
+        logits = self._mm(hF, "out_W", "out_sw") + self.p["out_b"]   # Q16
+        d = self.ops.rowmax(logits)[:, None] - logits                # >= 0
+        idx = self.ops.clamp(d >> LUT_SHIFT, 0, EXP_ENTRIES - 1)
+        return self.p["lut_exp"][idx]
+
+    # -- the predictor protocol (state kept here; streams only ever drop off the end)
+
+    def start(self, n_streams: int):
+        o, cfg = self.ops, self.cfg
+        self.hF = o.zeros((n_streams, cfg["fast"]), None)
+        self.cF = o.zeros((n_streams, cfg["fast"]), None)
+        self.hS = o.zeros((n_streams, cfg["slow"]), None)
+        self.cS = o.zeros((n_streams, cfg["slow"]), None)
+        return self._weights(self.hF)
+
+    def step(self, symbols):
+        a = symbols.shape[0]
+        hF, cF, hS, cS = self.hF[:a], self.cF[:a], self.hS[:a], self.cS[:a]
+        hF, cF = self._cell("fast.0", self.p["in_table"][symbols], hF, cF)
+        hS, cS = self._cell("slow", self._mm(hF, "slow.Wx", "slow.sx") + self.p["slow.b"], hS, cS)
+        hF, cF = self._cell("fast.1", self._mm(hS, "fast.1.Wx", "fast.1.sx") + self.p["fast.1.b"],
+                            hF, cF)
+        for i in range(2, self.k):
+            hF, cF = self._cell(f"fast.{i}", self.p[f"fast.{i}.b"], hF, cF)
+        self.hF, self.cF, self.hS, self.cS = hF, cF, hS, cS
+        return self._weights(hF)

@@ -1,0 +1,140 @@
+"""Export: a trained float FS-LSTM checkpoint -> the integer model file the coder ships with.
+
+    nncompress export runs/small/model.pt --name fslstm-small-v1 --val ../shared/trainpool/shard7.tar.xz
+
+writes models/NAME.pt (weights only, integer tensors and lookup tables) and models/NAME.json (the
+training record, the SHA-256 of the model file, and the float vs exact cross-entropy measured on
+held-out text through the real engine).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from . import exact
+from .predictor import ARITH, FSLSTMPredictor, save_exact
+
+TRAIN_FORMAT = "nncompress-fslstm"
+
+
+def load_float(path):
+    """(cfg dict, numpy state dict) of a training checkpoint or float model file."""
+    import torch
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(blob, dict) or blob.get("format") != TRAIN_FORMAT:
+        raise click.ClickException(f"{path} is not an FS-LSTM float model file")
+    sd = blob.get("state_dict") or blob.get("model")
+    return dict(blob["config"]), {k: v.float().numpy() for k, v in sd.items()}
+
+
+def float_bits(cfg: dict, sd: dict, data: bytes, n_streams: int) -> float:
+    """Total bits of the float model on `data` cut into n_streams equal streams, with the same
+    protocol as the coder: zero state, the first byte predicted from the output bias."""
+    import torch
+    from .model import FSConfig, FSRNN
+    m = FSRNN(FSConfig.from_dict(cfg)).eval()
+    m.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})
+    L = len(data) // n_streams
+    x = torch.tensor(np.frombuffer(data[: n_streams * L], dtype=np.uint8).astype(np.int64)).view(n_streams, L)
+    with torch.no_grad():
+        lp0 = torch.log_softmax(m.out_b.double(), -1)
+        bits = -lp0[x[:, 0]].sum().item()
+        state = None
+        for t0 in range(0, L - 1, 256):
+            t1 = min(L - 1, t0 + 256)
+            logits, state = m(x[:, t0:t1], state)
+            lp = torch.log_softmax(logits.double(), -1)
+            bits -= lp.gather(-1, x[:, t0 + 1:t1 + 1, None]).sum().item()
+    return bits / math.log(2)
+
+
+def exact_bits(cfg: dict, q: dict, data: bytes, n_streams: int) -> tuple[float, float]:
+    """(total bits under the quantised tables through the real engine, seconds)."""
+    from ... import engine
+    p = FSLSTMPredictor("export-check", bytes(32), cfg, q, device="cpu")
+    L = len(data) // n_streams
+    st = engine.measure(io.BytesIO(data[: n_streams * L]), n_streams * L, p, n_streams)
+    return st.ideal_bits, st.seconds
+
+
+# Training evaluates on the first MiB of its validation data (and drops the learning rate on it);
+# the export check reads a later region of the same held-out shard.
+VAL_SKIP = 2 << 20
+
+
+def read_val(path: str, n: int, skip: int = VAL_SKIP) -> bytes:
+    from ...train import read_data  # files, folders or .tar.xz shards
+    data, _ = read_data([path])
+    start = max(0, min(skip, len(data) - n))  # a short file: its last n bytes
+    return data[start: start + n]
+
+
+def export(ckpt: str, name: str, out_dir: Path, val: str | None, val_bytes: int,
+           n_streams: int = 16) -> dict:
+    cfg, sd = load_float(ckpt)
+    q = exact.quantize_model(cfg, sd)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_path = out_dir / f"{name}.pt"
+    if model_path.exists():
+        raise click.ClickException(f"{model_path} exists: a released model is never changed; "
+                                   "choose a new name")
+    tmp_path = out_dir / f".{name}.pt.tmp"
+    save_exact(tmp_path, cfg, q)
+    sha = hashlib.sha256(tmp_path.read_bytes()).hexdigest()
+    rec: dict = {"name": name, "sha256": sha, "arith": ARITH, "bytes": tmp_path.stat().st_size,
+                 "config": cfg, "exported_from": str(ckpt),
+                 "exported": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "export_host": platform.node()}
+    train_rec = Path(ckpt).with_suffix(".json")
+    if train_rec.is_file():
+        rec["training"] = json.loads(train_rec.read_text())
+    try:
+        if val:
+            rec["validation"] = _validate(cfg, sd, q, val, val_bytes, n_streams)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    (out_dir / f"{name}.json").write_text(json.dumps(rec, indent=2) + "\n")
+    os.replace(tmp_path, model_path)
+    return rec
+
+
+def _validate(cfg, sd, q, val, val_bytes, n_streams) -> dict:
+    """Float vs exact cross-entropy on held-out text, same streams and protocol for both."""
+    data = read_val(val, val_bytes)
+    n = (len(data) // n_streams) * n_streams
+    if n < 2 * n_streams:
+        raise click.ClickException(f"{val}: too little validation text")
+    fb = float_bits(cfg, sd, data, n_streams)
+    eb, sec = exact_bits(cfg, q, data, n_streams)
+    return {
+        "data": str(val), "bytes": n, "streams": n_streams,
+        "float_bpb": fb / n, "exact_bpb": eb / n, "exact_vs_float": (eb - fb) / fb,
+        "exact_cpu_kBps": n / sec / 1000, "exact_backend": "numpy (CPU)",
+    }
+
+
+@click.command("export")
+@click.argument("ckpt", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", required=True, help="Model name (a new name for every new model).")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path(__file__).resolve().parents[3] / "models", show_default=True)
+@click.option("--val", default=None, help="Held-out text (file, folder or .tar.xz) to measure "
+              "float vs exact cross-entropy on.")
+@click.option("--val-bytes", default=1 << 18, show_default=True)
+def export_cmd(ckpt, name, out_dir, val, val_bytes):
+    """Convert a trained float checkpoint into a shipped integer model file."""
+    rec = export(ckpt, name, out_dir, val, val_bytes)
+    click.echo(json.dumps({k: rec[k] for k in ("name", "sha256", "bytes")}))
+    if "validation" in rec:
+        v = rec["validation"]
+        click.echo(f"float {v['float_bpb']:.4f} bpb, exact {v['exact_bpb']:.4f} bpb "
+                   f"({100 * v['exact_vs_float']:+.2f}%), exact CPU {v['exact_cpu_kBps']:.1f} KB/s")
