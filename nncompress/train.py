@@ -1,0 +1,400 @@
+"""Training of the float FS-LSTM: ``train()`` (a plain function) and ``train_cmd`` (click).
+
+Data: files, folders (recursive, sorted) or tar shards (.tar.xz etc., members read with tarfile in
+archive order, bytes as they are); the training stream is their concatenation. The stream is cut
+into B contiguous parts read in parallel, BPTT windows of T bytes, the recurrent state carried
+from one window to the next (truncated BPTT) and reset when the parts wrap around (an epoch).
+
+Files written, with out_path = e.g. runs/small/small.pt:
+    small.pt     the model: {"format", "version", "config", "state_dict"} (weights only)
+    small.json   the record: config, data with sha256, steps, bytes seen, validation bpb, hardware
+    small.ckpt   the checkpoint for --resume: model, optimizer, step, data position, state, RNG
+All three are rewritten at every evaluation, so an interrupted run leaves usable files;
+every .pt/.ckpt is a plain dict of tensors, numbers and strings (torch.load(weights_only=True)).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import tarfile
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import click
+
+TAR_SUFFIXES = (".tar", ".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2")
+CKPT_FORMAT = "nncompress-fslstm-checkpoint"
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _expand(paths: Iterable) -> list[Path]:
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*") if q.is_file()))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {p}")
+    return out
+
+
+def read_data(paths: Iterable) -> tuple[bytes, list[dict]]:
+    """Concatenated bytes of all files (tar members included) and a list of
+    {"path", "sha256", "bytes"} for each file or shard given (bytes = its contribution)."""
+    chunks, shards = [], []
+    for p in _expand(paths):
+        n0 = sum(map(len, chunks))
+        if p.name.endswith(TAR_SUFFIXES):
+            with tarfile.open(p, "r:*") as tf:
+                for m in tf:
+                    if m.isfile():
+                        chunks.append(tf.extractfile(m).read())
+        else:
+            chunks.append(p.read_bytes())
+        shards.append({"path": str(p), "sha256": _sha256_file(p),
+                       "bytes": sum(map(len, chunks)) - n0})
+    data = b"".join(chunks)
+    if len(data) < 2:
+        raise ValueError(f"no data in {list(map(str, paths))}")
+    return data, shards
+
+
+# ---------------------------------------------------------------------------------------------
+# pieces of the loop
+
+def _pick_device(device: str):
+    import torch
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise click.UsageError("--device cuda but CUDA is not available")
+    return torch.device(device)
+
+
+def _hardware(dev) -> dict:
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    hw = {"cpu": cpu, "torch": torch.__version__, "python": platform.python_version(),
+          "threads": torch.get_num_threads(), "device": str(dev)}
+    if dev.type == "cuda":
+        hw["gpu"] = torch.cuda.get_device_name(dev)
+        hw["autocast"] = "bfloat16"
+    return hw
+
+
+def _val_slice(val, n_streams: int, val_bytes: int):
+    """A fixed slice of the validation data: n_streams windows of val_bytes/n_streams (+1 for the
+    last target) at evenly spaced offsets. Returns (n_streams, L+1) uint8."""
+    import torch
+    n_streams = max(1, min(n_streams, (len(val) - 1) // 2))
+    L = max(1, min(val_bytes // n_streams, (len(val) - 1) // n_streams))
+    stride = (len(val) - 1 - L) // max(1, n_streams - 1) if n_streams > 1 else 0
+    starts = torch.arange(n_streams) * stride
+    return val[starts[:, None] + torch.arange(L + 1)]
+
+
+def evaluate(model, vslice, chunk: int = 256) -> float:
+    """Bits per byte of the model (eval mode, float32) on (S, L+1) bytes, state carried."""
+    import torch
+    was_training = model.training
+    model.eval()
+    dev = model.out_W.device
+    total, n = 0.0, 0
+    with torch.no_grad():
+        state = model.init_state(vslice.shape[0], dev)
+        L = vslice.shape[1] - 1
+        for s in range(0, L, chunk):
+            x = vslice[:, s:min(s + chunk, L) + 1].to(dev).long()
+            logits, state = model(x[:, :-1], state)
+            total += torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]).float(), x[:, 1:].reshape(-1),
+                reduction="sum").item()
+            n += x[:, 1:].numel()
+    model.train(was_training)
+    return total / n / math.log(2)
+
+
+def export_model(model, cfg, path: Path) -> None:
+    """The model file: weights only, float32, on CPU."""
+    import torch
+    from .predictors.fslstm import FORMAT, VERSION
+    sd = {k: v.detach().to("cpu", torch.float32).contiguous()
+          for k, v in model.state_dict().items()}
+    _atomic_save({"format": FORMAT, "version": VERSION, "config": cfg.to_dict(), "state_dict": sd},
+                 path)
+
+
+def load_model(path, device="cpu"):
+    """Rebuild an FSRNN (eval mode) from a model file written by export_model."""
+    import torch
+    from .errors import ModelError
+    from .predictors.fslstm import FORMAT, FSRNN, VERSION, FSConfig
+    d = torch.load(path, map_location=device, weights_only=True)
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        raise ModelError(f"{path}: not an {FORMAT} model file")
+    if d.get("version") != VERSION:
+        raise ModelError(f"{path}: unsupported model version {d.get('version')}")
+    model = FSRNN(FSConfig.from_dict(d["config"]), device=device)
+    model.load_state_dict(d["state_dict"])
+    return model.eval()
+
+
+def _atomic_save(obj, path: Path) -> None:
+    import torch
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _atomic_json(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# the training function
+
+def train(cfg, data_paths, val_paths, out_path, steps: int, *, resume=None, seed: int = 0,
+          device: str = "auto", threads: int | None = None, log_every: int = 100,
+          eval_every: int = 1000, val_bytes: int = 1 << 20, val_streams: int = 32,
+          patience: int = 2, anneal: float = 0.0, ckpt_path=None, config_name: str | None = None,
+          log: Callable[[str], None] | None = None) -> dict:
+    """Train an FS-LSTM (config name or FSConfig) for `steps` optimizer steps in total (a resumed
+    run continues up to `steps`). Returns the JSON record that is also written next to out_path.
+
+    The learning rate is multiplied by 0.1 after `patience` evaluations in a row without a new
+    best validation bits per byte. With anneal > 0 it also decays linearly to x0.1 over the last
+    `anneal` fraction of the steps (useful when a run sees less than an epoch and never plateaus).
+    Validation: `val_streams` windows, `val_bytes` in all, evenly spread over the validation data
+    (the same slice at every evaluation).
+    """
+    import torch
+    from .predictors.fslstm import FSRNN, FSConfig, count_parameters, get_config
+
+    log = log or (lambda s: print(s, flush=True))
+    if threads:
+        torch.set_num_threads(threads)
+    dev = _pick_device(device)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path = out_path.with_suffix(".json")
+    ckpt_path = Path(ckpt_path) if ckpt_path else out_path.with_suffix(".ckpt")
+
+    ck = None
+    if resume:
+        ck = torch.load(resume, map_location="cpu", weights_only=True)
+        if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
+            raise ValueError(f"{resume}: not an nncompress training checkpoint")
+        cfg, cfg_name, seed = FSConfig.from_dict(ck["config"]), ck["config_name"], ck["seed"]
+    else:
+        cfg_name = config_name or (cfg if isinstance(cfg, str) else "")
+        cfg = get_config(cfg)
+
+    t_load = time.time()
+    raw, shards = read_data(data_paths)
+    vraw, vshards = read_data(val_paths)
+    data = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+    val = torch.frombuffer(bytearray(vraw), dtype=torch.uint8)
+    del raw, vraw
+    if ck is not None and ck["data_sha256"] != [s["sha256"] for s in shards]:
+        raise ValueError("resume: the training data differs from the checkpoint's")
+    log(f"data: {len(data):,} bytes from {len(shards)} file(s), validation {len(val):,} bytes "
+        f"({time.time() - t_load:.1f} s to read)")
+
+    B, T = cfg.batch, cfg.bptt
+    L = (len(data) - 1) // B                      # bytes per parallel stream
+    if L < T:
+        raise ValueError(f"training data too small for batch {B} x bptt {T}")
+    starts = ((torch.arange(B) * L)[:, None] + torch.arange(T + 1)).to(dev)  # (B, T+1) at pos 0
+    data = data.to(dev)
+    vslice = _val_slice(val, val_streams, val_bytes)
+
+    torch.manual_seed(seed)
+    model = FSRNN(cfg, device=dev)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    n_params = count_parameters(cfg)
+    use_amp = dev.type == "cuda"
+
+    step, pos, epoch, bytes_seen, wall_prev = 0, 0, 0, 0, 0.0
+    lr, best_val, bad_evals, curve = cfg.lr, float("inf"), 0, []
+    state = model.init_state(B, dev)
+    if ck is not None:
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        step, pos, epoch, bytes_seen = ck["step"], ck["pos"], ck["epoch"], ck["bytes_seen"]
+        lr, best_val, bad_evals = ck["lr"], ck["best_val"], ck["bad_evals"]
+        curve, wall_prev = [list(x) for x in ck["val_curve"]], ck["wall_s"]
+        state = tuple(s.to(dev) for s in ck["state"])
+        torch.set_rng_state(ck["rng_cpu"])
+        if dev.type == "cuda" and "rng_cuda" in ck:
+            torch.cuda.set_rng_state(ck["rng_cuda"], dev)
+        log(f"resumed from {resume} at step {step}")
+    anneal_from = steps * (1.0 - anneal) if anneal > 0 else float("inf")
+
+    def set_lr():
+        f = 1.0 - 0.9 * max(0.0, step - anneal_from) / max(1.0, steps - anneal_from)
+        for g in opt.param_groups:
+            g["lr"] = lr * f
+        return lr * f
+
+    set_lr()
+    log(f"config {cfg_name} {cfg.to_dict()}")
+    log(f"{n_params:,} parameters, device {dev}, {torch.get_num_threads()} thread(s), "
+        f"{B} streams of {L:,} bytes, bptt {T}, {steps} steps")
+
+    t0 = time.time()
+
+    def record(val_bpb, finished):
+        return {
+            "format": "nncompress-fslstm-train-record", "version": 1,
+            "config_name": cfg_name or None, "config": cfg.to_dict(), "parameters": n_params,
+            "model": out_path.name, "model_sha256": _sha256_file(out_path),
+            "data": shards, "val_data": vshards,
+            "val_slice": {"streams": int(vslice.shape[0]), "bytes": int(vslice[:, 1:].numel())},
+            "steps": step, "steps_target": steps, "finished": finished,
+            "bytes_seen": bytes_seen, "epochs": epoch + pos / L,
+            "val_bpb": val_bpb, "val_curve": curve, "lr": lr,
+            "hardware": _hardware(dev), "wall_s": round(wall_prev + time.time() - t0, 1),
+            "seed": seed,
+        }
+
+    def checkpoint(val_bpb, finished):
+        ck = {"format": CKPT_FORMAT, "version": 1, "config": cfg.to_dict(),
+              "config_name": cfg_name,
+              "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+              "optimizer": opt.state_dict(), "step": step, "pos": pos, "epoch": epoch,
+              "bytes_seen": bytes_seen, "lr": lr, "best_val": best_val, "bad_evals": bad_evals,
+              "val_curve": curve, "wall_s": wall_prev + time.time() - t0, "seed": seed,
+              "data_sha256": [s["sha256"] for s in shards],
+              "state": [s.detach().cpu() for s in state], "rng_cpu": torch.get_rng_state()}
+        if dev.type == "cuda":
+            ck["rng_cuda"] = torch.cuda.get_rng_state(dev)
+        _atomic_save(ck, ckpt_path)
+        export_model(model, cfg, out_path)
+        rec = record(val_bpb, finished)
+        _atomic_json(rec, json_path)
+        return rec
+
+    model.train()
+    t_log, bytes_log, loss_sum, loss_n = time.time(), 0, 0.0, 0
+    val_bpb = curve[-1][1] if curve else None
+    rec = None
+    while step < steps:
+        if pos + T > L:                         # the streams wrap around: next epoch, fresh state
+            pos, epoch = 0, epoch + 1
+            state = model.init_state(B, dev)
+        batch = data[starts + pos].long()        # (B, T+1)
+        lr_now = set_lr()
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits, state = model(batch[:, :-1], state)
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        state = tuple(s.detach().float() for s in state)
+        step, pos, bytes_seen = step + 1, pos + T, bytes_seen + B * T
+        loss_sum, loss_n, bytes_log = loss_sum + loss.item(), loss_n + 1, bytes_log + B * T
+
+        if step % log_every == 0 or step == steps:
+            dt = time.time() - t_log
+            log(f"step {step}/{steps} | train bpb {loss_sum / loss_n / math.log(2):.4f} | "
+                f"lr {lr_now:.2e} | {bytes_log / dt:,.0f} B/s | {bytes_seen:,} bytes | "
+                f"{wall_prev + time.time() - t0:,.0f} s")
+            t_log, loss_sum, loss_n, bytes_log = time.time(), 0.0, 0, 0
+        if step % eval_every == 0 or step == steps:
+            te = time.time()
+            val_bpb = evaluate(model, vslice)
+            curve.append([step, round(val_bpb, 5)])
+            if val_bpb < best_val:
+                best_val, bad_evals = val_bpb, 0
+            else:
+                bad_evals += 1
+                if bad_evals >= patience:
+                    lr, bad_evals = lr * 0.1, 0
+            rec = checkpoint(val_bpb, finished=step >= steps)
+            log(f"eval step {step} | val bpb {val_bpb:.4f} | best {best_val:.4f} | "
+                f"lr {set_lr():.2e} | {time.time() - te:.1f} s | saved {out_path}")
+            t_log = time.time()                  # bytes/s counts training only
+    if rec is None:                              # nothing to do (resumed at or past `steps`)
+        val_bpb = evaluate(model, vslice)
+        rec = checkpoint(val_bpb, finished=True)
+    return rec
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+@click.command("train")
+@click.argument("data", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--config", "config", default="small", show_default=True,
+              help="named FS-LSTM config (see nncompress.predictors.fslstm.CONFIGS)")
+@click.option("--steps", type=int, required=True, help="total optimizer steps")
+@click.option("--val", "val", multiple=True, required=True, type=click.Path(exists=True),
+              help="validation file, folder or shard (repeatable)")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="model file to write; the record goes to the same name with .json")
+@click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="checkpoint (.ckpt) to continue from; its config and seed are used")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True)
+@click.option("--threads", type=int, default=None, help="torch CPU threads")
+@click.option("--log-every", type=int, default=100, show_default=True)
+@click.option("--eval-every", type=int, default=1000, show_default=True,
+              help="steps between validation + checkpoint + model export")
+@click.option("--val-bytes", type=int, default=1 << 20, show_default=True)
+@click.option("--patience", type=int, default=2, show_default=True,
+              help="evaluations without a new best before LR x 0.1")
+@click.option("--anneal", type=float, default=0.0, show_default=True,
+              help="fraction of the final steps over which the LR decays linearly to x0.1")
+@click.option("--batch", type=int, default=None, help="override the config's batch")
+@click.option("--bptt", type=int, default=None, help="override the config's BPTT length")
+@click.option("--lr", type=float, default=None, help="override the config's learning rate")
+def train_cmd(data, config, steps, val, out, resume, seed, device, threads, log_every,
+              eval_every, val_bytes, patience, anneal, batch, bptt, lr):
+    """Train an FS-LSTM byte model on DATA (files, folders, .tar.xz shards)."""
+    from dataclasses import replace
+    from .predictors.fslstm import get_config
+    try:
+        cfg = get_config(config)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--config")
+    over = {k: v for k, v in (("batch", batch), ("bptt", bptt), ("lr", lr)) if v is not None}
+    if over and resume:
+        raise click.UsageError("--batch/--bptt/--lr cannot change a resumed run")
+    name = config + "".join(f" {k}={v}" for k, v in over.items())
+    rec = train(replace(cfg, **over), data, val, out, steps, resume=resume, seed=seed,
+                device=device, config_name=name, threads=threads, log_every=log_every,
+                eval_every=eval_every, val_bytes=val_bytes, patience=patience,
+                anneal=anneal)
+    click.echo(f"done: {rec['steps']} steps, val bpb {rec['val_bpb']:.4f}, "
+               f"{rec['wall_s']:.0f} s -> {out}")
+
+
+if __name__ == "__main__":
+    train_cmd()

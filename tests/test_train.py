@@ -1,0 +1,97 @@
+import io
+import json
+import tarfile
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from nncompress.predictors.fslstm import FORMAT, FSRNN, FSConfig, get_config
+from nncompress.train import load_model, read_data, train, train_cmd
+
+TEXT = b"".join(b"%d little pigs went to market; the %d-th stayed home.\n" % (i % 7, i)
+                for i in range(400))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # the machines are shared: 2 threads on a busy 2-core box are many times slower than 1
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def data(tmp_path):
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "a.txt").write_bytes(TEXT[:8000])
+    (tmp_path / "d" / "sub" / "b.txt").write_bytes(TEXT[8000:14000])
+    shard = tmp_path / "s.tar.xz"
+    with tarfile.open(shard, "w:xz") as tf:
+        for name, blob in (("x/1.txt", TEXT[14000:18000]), ("x/2.bin", bytes(range(256)) * 4)):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(blob)
+            tf.addfile(ti, io.BytesIO(blob))
+    val = tmp_path / "val.txt"
+    val.write_bytes(TEXT[18000:])
+    return [tmp_path / "d", shard], [val]
+
+
+def test_read_data(data):
+    paths, _ = data
+    raw, shards = read_data(paths)
+    assert raw == TEXT[:18000] + bytes(range(256)) * 4    # sorted files, then tar members in order
+    assert [s["bytes"] for s in shards] == [8000, 6000, 4000 + 1024]
+    assert all(len(s["sha256"]) == 64 for s in shards)
+
+
+def _tiny():
+    return FSConfig(**{**get_config("tiny").to_dict(), "batch": 4, "bptt": 16})
+
+
+def test_train_write_reload_resume(data, tmp_path):
+    paths, val = data
+    torch.manual_seed(123)   # train() must not depend on the caller's RNG
+    out = tmp_path / "run" / "m.pt"
+    kw = dict(seed=5, device="cpu", log_every=5, eval_every=10, val_bytes=512, val_streams=4,
+              log=lambda s: None)
+    rec = train(_tiny(), paths, val, out, 10, **kw)
+    assert rec["steps"] == 10 and rec["bytes_seen"] == 10 * 4 * 16
+    d = torch.load(out, weights_only=True)
+    assert d["format"] == FORMAT and d["version"] == 1
+    assert FSConfig.from_dict(d["config"]) == _tiny()
+    m = load_model(out)
+    assert isinstance(m, FSRNN) and not m.training
+    j = json.loads(out.with_suffix(".json").read_text())
+    assert j["steps"] == 10 and j["seed"] == 5 and len(j["data"]) == 3
+    assert 0 < j["val_bpb"] < 9 and j["hardware"]["device"] == "cpu"
+    ck = torch.load(out.with_suffix(".ckpt"), weights_only=True)
+    assert ck["step"] == 10
+
+    # resume to 20 == one uninterrupted run of 20 steps, bit for bit
+    rec2 = train(None, paths, val, out, 20, resume=out.with_suffix(".ckpt"), **kw)
+    assert rec2["steps"] == 20 and rec2["bytes_seen"] == 20 * 4 * 16
+    assert [s for s, _ in rec2["val_curve"]] == [10, 20]
+    assert rec2["val_bpb"] < rec["val_bpb"]
+    out2 = tmp_path / "run2" / "m.pt"
+    rec3 = train(_tiny(), paths, val, out2, 20, **kw)
+    assert rec3["val_curve"] == rec2["val_curve"]
+    a, b = torch.load(out, weights_only=True), torch.load(out2, weights_only=True)
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+
+def test_cli(data, tmp_path):
+    paths, val = data
+    out = tmp_path / "c.pt"
+    r = CliRunner().invoke(train_cmd, [*map(str, paths), "--config", "tiny", "--steps", "3",
+                                       "--val", str(val[0]), "--out", str(out), "--batch", "2",
+                                       "--bptt", "8", "--device", "cpu", "--eval-every", "3",
+                                       "--val-bytes", "256", "--anneal", "0.5"])
+    assert r.exit_code == 0, r.output
+    assert "val bpb" in r.output and out.exists() and out.with_suffix(".json").exists()
+    j = json.loads(out.with_suffix(".json").read_text())
+    assert j["config"]["batch"] == 2 and j["config_name"] == "tiny batch=2 bptt=8"
+    r = CliRunner().invoke(train_cmd, [str(paths[0]), "--config", "nope", "--steps", "1",
+                                       "--val", str(val[0]), "--out", str(out)])
+    assert r.exit_code != 0 and "nope" in r.output
