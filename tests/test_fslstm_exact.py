@@ -1,0 +1,150 @@
+"""The integer-exact FS-LSTM: agreement with the float model, and the same bits everywhere."""
+import hashlib
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from nncompress import coding, models  # noqa: E402
+from nncompress.errors import ModelError  # noqa: E402
+from nncompress.predictors.fslstm import exact  # noqa: E402
+from nncompress.predictors.fslstm.export import float_bits, exact_bits  # noqa: E402
+from nncompress.predictors.fslstm.model import FSRNN, get_config  # noqa: E402
+from nncompress.predictors.fslstm.predictor import FSLSTMPredictor, read_exact, save_exact  # noqa: E402
+
+TEXT = (b"It is a truth universally acknowledged, that a single man in possession of a good "
+        b"fortune, must be in want of a wife. However little known the feelings or views of such "
+        b"a man may be on his first entering a neighbourhood, this truth is so well fixed.\n") * 8
+
+
+def _random_model(name="tiny", k=None, seed=0):
+    torch.manual_seed(seed)
+    cfg = get_config(name)
+    if k is not None:
+        cfg.k = k
+    m = FSRNN(cfg).eval()
+    with torch.no_grad():  # non-trivial LayerNorm parameters and biases
+        for p in m.parameters():
+            if p.dim() == 1:
+                p.add_(0.2 * torch.randn_like(p))
+    sd = {k_: v.detach().numpy() for k_, v in m.state_dict().items()}
+    return cfg.to_dict(), sd
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    cfg, sd = _random_model()
+    return cfg, sd, exact.quantize_model(cfg, sd)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_exact_tracks_float_cross_entropy(k):
+    cfg, sd = _random_model(k=k, seed=k)
+    q = exact.quantize_model(cfg, sd)
+    fb = float_bits(cfg, sd, TEXT, 4)
+    eb, _ = exact_bits(cfg, q, TEXT, 4)
+    assert abs(eb - fb) / fb < 0.002
+
+
+def _tables(net, streams):
+    """Weights for every step of each stream (streams: list of equal-length byte strings)."""
+    w = [np.asarray(net.start(len(streams)))]
+    arr = np.array([list(s) for s in streams], dtype=np.int64)
+    for t in range(arr.shape[1] - 1):
+        sym = arr[:, t]
+        if net.ops.name == "torch":
+            sym = torch.from_numpy(sym)
+        w.append(np.asarray(net.step(sym).cpu() if net.ops.name == "torch" else net.step(sym)))
+    return np.stack(w, 1)  # (S, T, 256)
+
+
+def test_batch_composition_invariance(tiny):
+    cfg, _, q = tiny
+    a, b, c = TEXT[:300], TEXT[300:600], TEXT[600:900]
+    alone = _tables(exact.ExactFSRNN(cfg, q), [a])[0]
+    batched = _tables(exact.ExactFSRNN(cfg, q), [b, a, c])[1]
+    assert np.array_equal(alone, batched)
+
+
+def test_numpy_and_torch_give_identical_weights(tiny):
+    cfg, _, q = tiny
+    s = [TEXT[:200], TEXT[200:400]]
+    np_w = _tables(exact.ExactFSRNN(cfg, q, backend="numpy"), s)
+    t_w = _tables(exact.ExactFSRNN(cfg, q, backend="torch", device="cpu"), s)
+    assert np.array_equal(np_w, t_w)
+    assert np_w.sum(-1).max() < coding.MAX_WEIGHT_SUM
+
+
+def test_isqrt_is_exact_at_edges():
+    v = np.array([0, 1, 2, 3, 4, 15, 16, 17, (1 << 26) - 1, 1 << 26, (1 << 52) + 1,
+                  ((1 << 30) - 1) ** 2, ((1 << 30) - 1) ** 2 - 1, (1 << 60) + 12345], dtype=np.int64)
+    r = exact._NumpyOps.isqrt(v)
+    assert [int(x) for x in r] == [math.isqrt(int(x)) for x in v]
+    rt = exact._TorchOps("cpu").isqrt(torch.from_numpy(v))
+    assert rt.tolist() == [math.isqrt(int(x)) for x in v]
+
+
+def _compress_in_subprocess(model_path, data_path, threads):
+    """Compress in a fresh process limited to `threads` CPU threads (torch, BLAS, OpenMP)."""
+    import os
+    code = ("import sys, torch, nncompress; torch.set_num_threads(int(sys.argv[3]));"
+            "d = open(sys.argv[1], 'rb').read();"
+            "sys.stdout.buffer.write(nncompress.compress(d, model=sys.argv[2], device='cpu'))")
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
+    p = subprocess.run([sys.executable, "-c", code, str(data_path), str(model_path), str(threads)],
+                       capture_output=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr.decode()
+    return p.stdout
+
+
+def test_model_file_round_trip_threads_and_fresh_processes(tiny, tmp_path):
+    cfg, _, q = tiny
+    path = tmp_path / "tiny-rand.pt"
+    save_exact(path, cfg, q)
+    cfg2, q2 = read_exact(path)
+    assert cfg2 == cfg and all(np.array_equal(np.asarray(q[k]), np.asarray(q2[k])) for k in q)
+    data = tmp_path / "text"
+    data.write_bytes(TEXT * 3)
+    one = _compress_in_subprocess(path, data, 1)
+    two = _compress_in_subprocess(path, data, 2)
+    assert one == two
+    import nncompress
+    assert nncompress.decompress(one, model=str(path)) == TEXT * 3
+    # the torch backend (what CUDA runs) decodes the numpy backend's file
+    ref = models.resolve(str(path))
+    pred = FSLSTMPredictor(ref.name, ref.sha256, cfg, q, device="cpu")
+    pred.net = exact.ExactFSRNN(cfg, q, backend="torch", device="cpu")
+    pred.backend = "torch"
+    import io
+    src = io.BytesIO(one)
+    h = nncompress.read_header(src)
+    sink = io.BytesIO()
+    nncompress.decompress_stream(src, sink, header=h, predictor=pred)
+    assert sink.getvalue() == TEXT * 3
+
+
+def test_model_record_hash_is_checked(tiny, tmp_path):
+    cfg, _, q = tiny
+    path = tmp_path / "m.pt"
+    save_exact(path, cfg, q)
+    (tmp_path / "m.json").write_text('{"sha256": "%s"}' % ("0" * 64))
+    with pytest.raises(ModelError, match="does not match"):
+        models.resolve(str(path))
+    (tmp_path / "m.json").write_text('{"sha256": "%s"}' % hashlib.sha256(path.read_bytes()).hexdigest())
+    assert models.resolve(str(path)).sha256 == hashlib.sha256(path.read_bytes()).digest()
+
+
+def test_model_file_must_be_plain_data(tmp_path):
+    evil = tmp_path / "evil.pt"
+
+    class Boom:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"format": "nncompress-fslstm-exact", "x": Boom()}, evil)
+    with pytest.raises(ModelError, match="cannot read"):
+        read_exact(evil)
