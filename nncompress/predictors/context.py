@@ -1,0 +1,259 @@
+"""ContextModel: an adaptive order-N context-mixing byte predictor in exact integer arithmetic.
+
+numpy only, no floats and no torch in the prediction and update path: every value is an integer
+in a uint8/int64 array or a Python int, so the weights are the same bits on every machine and with
+any numpy threading.
+
+Model (interpolated Witten-Bell blending of orders 0..max_order, as in PPM without exclusion):
+
+- Per order k a table of byte counts, one row of 256 uint8 counts per context. Orders 0-2 are
+  indexed directly (1, 256, 65536 rows); orders >= 3 hash their last k bytes (Fibonacci hashing)
+  into 2**hash_bits rows, collisions unchecked. Every row also keeps its total ``n`` and its number
+  of distinct bytes ``d``.
+- Blending from order 0 up: P_k = (c_k + e_k * P_{k-1}) / (n_k + e_k), P_-1 uniform, with the
+  escape e_k = d_k * (esc + esc_step * max(0, k - 3)) / 8 counts (orders with n_k = 0 are skipped).
+  Computed top-down in fixed point: the mass R (2**36) still unassigned gives each order the
+  coefficient R / (n_k + e_k) per count and passes on R * e_k / (n_k + e_k) (floor divisions);
+  what is left after order 0 is spread evenly, so every byte has a non-zero weight.
+- Update: each order's count of the coded byte grows by ``inc``; when a count passes ``limit``
+  the whole row is halved (c >> 1), which keeps the model adaptive and the counts in a uint8.
+- Batches: the tables are shared by all streams (more statistics); each stream keeps its own last
+  8 bytes. Streams that update the same count in one step are merged (np.unique: the sum of their
+  increments, saturating at 255), so the result does not depend on any processing order. A
+  stream's weights therefore depend on the other streams of the batch; with S = 1 they depend on
+  its own bytes only.
+
+Row sums stay below 2**36 + 2**28 < 2**38 (coding.MAX_WEIGHT_SUM).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import PredictorIdentity
+
+DEFAULT_SETTINGS = {
+    "max_order": 5,  # orders 0..max_order
+    "hash_bits": 18,  # rows per hashed order (orders >= 3)
+    "limit": 250,  # a count above this halves its row
+    "inc": 1,  # count increment per coded byte
+    "esc": 32,  # escape per distinct byte, in 1/8 counts, orders 0-3
+    "esc_step": 8,  # added to esc per order above 3
+}
+
+_SHIFT = 3  # counts against escapes: escapes are in 1/8 counts
+_MASS_BITS = 36
+_HIST_MASK = np.uint64((1 << 56) - 1)
+_HIST_MASK_INT = (1 << 56) - 1
+_U64 = (1 << 64) - 1
+_HASH_MULT = 0x9E3779B97F4A7C15
+_SMALL_A = 4  # up to this many streams, the blend coefficients use Python ints (faster)
+
+
+class ContextModel:
+    # The one-stream path computes the same integers as the vectorised one, only faster; tests
+    # switch it off to compare the two.
+    _one_stream_fast = True
+
+    def __init__(self, **settings) -> None:
+        unknown = set(settings) - set(DEFAULT_SETTINGS)
+        if unknown:
+            raise ValueError(f"unknown ContextModel settings: {sorted(unknown)}")
+        cfg = dict(DEFAULT_SETTINGS)
+        for key, value in settings.items():
+            if isinstance(value, bool) or int(value) != value:
+                raise ValueError(f"ContextModel setting {key} must be an int, got {value!r}")
+            cfg[key] = int(value)
+        if not 0 <= cfg["max_order"] <= 7:
+            raise ValueError("max_order must be in 0..7")
+        if not 8 <= cfg["hash_bits"] <= 22:
+            raise ValueError("hash_bits must be in 8..22")
+        if not 1 <= cfg["inc"] <= 127:
+            raise ValueError("inc must be in 1..127")
+        if not cfg["inc"] <= cfg["limit"] <= 255 - cfg["inc"]:
+            raise ValueError("limit must be in inc..255-inc")
+        if not 1 <= cfg["esc"] <= 4096 or not 0 <= cfg["esc_step"] <= 4096:
+            raise ValueError("esc must be in 1..4096 and esc_step in 0..4096")
+        self.settings = cfg
+        self.identity = PredictorIdentity(name="ctx1", settings=dict(cfg))
+
+        K = cfg["max_order"] + 1
+        self._K = K
+        sizes, masks, mults, shifts = [], [], [], []
+        for k in range(K):
+            masks.append((1 << (8 * k)) - 1)
+            if k <= 2:  # direct: row = context
+                sizes.append(1 << (8 * k))
+                mults.append(1)
+                shifts.append(0)
+            else:  # hashed: row = top hash_bits of context * golden-ratio constant (mod 2**64)
+                sizes.append(1 << cfg["hash_bits"])
+                mults.append(_HASH_MULT)
+                shifts.append(64 - cfg["hash_bits"])
+        self._rows_total = int(sum(sizes))
+        self._offsets = np.array(np.cumsum([0] + sizes[:-1]), dtype=np.uint64)
+        self._ctx_masks = np.array(masks, dtype=np.uint64)
+        self._mults = np.array(mults, dtype=np.uint64)
+        self._shifts = np.array(shifts, dtype=np.uint64)
+        self._ctx_params = list(zip(masks, mults, shifts, [int(o) for o in self._offsets]))
+        self._esc_list = [cfg["esc"] + cfg["esc_step"] * max(0, k - 3) for k in range(K)]
+        self._esc = np.array(self._esc_list, dtype=np.int64)
+        self._counts = None
+
+    # -- interface ---------------------------------------------------------------------------
+    def start(self, n_streams: int) -> np.ndarray:
+        S = int(n_streams)
+        if S < 0:
+            raise ValueError("n_streams must be >= 0")
+        # np.zeros maps untouched pages lazily: memory grows with the contexts actually seen.
+        self._counts = np.zeros((self._rows_total, 256), dtype=np.uint8)
+        self._flat = self._counts.reshape(-1)
+        self._n = np.zeros(self._rows_total, dtype=np.int64)
+        self._d = np.zeros(self._rows_total, dtype=np.int64)
+        # Views of the same memory for fast scalar access in the one-stream path.
+        self._flat_mv = memoryview(self._flat)
+        self._n_mv = memoryview(self._n)
+        self._d_mv = memoryview(self._d)
+        self._one = None  # (history, rows) as Python ints once only one stream is left
+        self._hist = np.zeros(S, dtype=np.uint64)
+        self._set_context(self._hist)
+        return self._predict()
+
+    def step(self, symbols: np.ndarray) -> np.ndarray:
+        if self._counts is None:
+            raise RuntimeError("step() before start()")
+        s = np.asarray(symbols, dtype=np.int64)
+        A = s.shape[0]
+        if s.ndim != 1 or A > self._hist.shape[0]:
+            raise ValueError("symbols must be a 1-D array no longer than the previous step's")
+        if A == 1 and self._one_stream_fast:
+            sym = int(s[0])
+            if not 0 <= sym <= 255:
+                raise ValueError("symbols must be bytes (0..255)")
+            return self._step_one(sym)
+        if A == 0:
+            self._hist = self._hist[:0]
+            self._set_context(self._hist)
+            return np.zeros((0, 256), dtype=np.int64)
+        if s.min() < 0 or s.max() > 255:
+            raise ValueError("symbols must be bytes (0..255)")
+        self._update(self._rows[:A], self._keys[:A], s)
+        self._hist = ((self._hist[:A] << np.uint64(8)) | s.astype(np.uint64)) & _HIST_MASK
+        self._set_context(self._hist)
+        return self._predict()
+
+    # -- one stream: the same integers with Python ints (numpy calls cost more than the work) ---
+    def _step_one(self, sym: int) -> np.ndarray:
+        if self._one is None:  # A never grows: once one stream is left, it stays that way
+            self._one = (int(self._hist[0]), self._rows[0].tolist())
+            self._hist = self._hist[:1]
+        hist, rows = self._one
+        inc, limit = self.settings["inc"], self.settings["limit"]
+        F, N, D = self._flat_mv, self._n_mv, self._d_mv
+        for r in rows:  # distinct rows (one per order): same result as _update
+            key = (r << 8) + sym
+            old = F[key]
+            if old == 0:
+                D[r] += 1
+            F[key] = old + inc
+            N[r] += inc
+            if old + inc > limit:
+                self._halve(np.array([r], dtype=np.int64))
+        hist = ((hist << 8) | sym) & _HIST_MASK_INT
+        rows = [
+            ((((hist & mask) * mult) & _U64) >> shift) + off
+            for mask, mult, shift, off in self._ctx_params
+        ]
+        self._one = (hist, rows)
+        G = self._counts.take(rows, axis=0)  # (K, 256) uint8
+        a, left = self._coefficients_one([N[r] for r in rows], [D[r] for r in rows])
+        W = np.dot(np.array(a, dtype=np.int64), G)
+        W += left
+        return W[None, :]
+
+    # -- internals ---------------------------------------------------------------------------
+    def _set_context(self, hist: np.ndarray) -> None:
+        h = ((hist[:, None] & self._ctx_masks) * self._mults) >> self._shifts
+        h += self._offsets
+        self._rows = h.view(np.int64)  # (A, K) row of each order's context
+        self._keys = self._rows << 8  # index of the row's first count in the flat table
+
+    def _update(self, rows: np.ndarray, keys: np.ndarray, s: np.ndarray) -> None:
+        inc, limit = self.settings["inc"], self.settings["limit"]
+        if rows.shape[0] == 1:
+            # One stream: its K rows are distinct (one per order), no merging needed.
+            r = rows[0]
+            k = keys[0] + s[0]
+            old = self._flat[k]
+            new = old + np.uint8(inc)  # counts <= limit <= 255 - inc: no wrap
+            self._flat[k] = new
+            self._n[r] += inc
+            self._d[r] += old == 0
+            if new.max() > limit:
+                self._halve(r[new > limit])
+            return
+        k, cnt = np.unique((keys + s[:, None]).ravel(), return_counts=True)
+        old = self._flat[k].astype(np.int64)
+        new = np.minimum(old + cnt * inc, 255)
+        self._flat[k] = new
+        r = k >> 8
+        np.add.at(self._n, r, new - old)  # a row can appear with several bytes
+        np.add.at(self._d, r, old == 0)
+        over = new > limit
+        if over.any():
+            self._halve(np.unique(r[over]))
+
+    def _halve(self, r: np.ndarray) -> None:
+        c = self._counts[r] >> 1
+        self._counts[r] = c
+        self._n[r] = c.sum(axis=1, dtype=np.int64)
+        self._d[r] = np.count_nonzero(c, axis=1)
+
+    def _predict(self) -> np.ndarray:
+        rows = self._rows
+        A, K = rows.shape
+        if A == 0:
+            return np.zeros((0, 256), dtype=np.int64)
+        G = self._counts[rows]  # (A, K, 256) uint8
+        n = self._n[rows]
+        d = self._d[rows]
+        if A <= _SMALL_A:
+            a, left = self._coefficients_small(n.tolist(), d.tolist())
+        else:
+            a, left = self._coefficients(n, d)
+        W = np.matmul(a[:, None, :], G)[:, 0, :]
+        W += left[:, None]
+        return W
+
+    def _coefficients_small(self, n: list, d: list) -> tuple[np.ndarray, np.ndarray]:
+        """_coefficients with Python ints (fewer numpy calls for a few streams)."""
+        rows = [self._coefficients_one(n_row, d_row) for n_row, d_row in zip(n, d)]
+        return (np.array([a for a, _ in rows], dtype=np.int64),
+                np.array([left for _, left in rows], dtype=np.int64))
+
+    def _coefficients_one(self, n: list, d: list) -> tuple[list, int]:
+        """One stream's blend coefficients per count (K,) and uniform share, as Python ints."""
+        esc = self._esc_list
+        R = 1 << _MASS_BITS
+        a = [0] * self._K
+        for k in range(self._K - 1, -1, -1):
+            nk = n[k]
+            if nk:
+                e = d[k] * esc[k]
+                den = (nk << _SHIFT) + e
+                a[k] = (R << _SHIFT) // den
+                R = R * e // den
+        return a, R >> 8
+
+    def _coefficients(self, n: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Blend coefficients (A, K) per count and the uniform share per byte (A,)."""
+        A, K = n.shape
+        empty = n == 0
+        e = np.where(empty, 1, d * self._esc)  # an empty order passes R on unchanged...
+        den = (n << _SHIFT) + e
+        a = np.empty((A, K), dtype=np.int64)
+        R = np.full(A, 1 << _MASS_BITS, dtype=np.int64)
+        for k in range(K - 1, -1, -1):
+            a[:, k] = (R << _SHIFT) // den[:, k]
+            R = R * e[:, k] // den[:, k]
+        a[empty] = 0  # ...and takes no share (its counts are all zero anyway)
+        return a, R >> 8
