@@ -186,3 +186,14 @@ def test_small_batch_coefficients_match_vectorised():
     a1, left1 = m._coefficients(n, d)
     a2, left2 = m._coefficients_small(n.tolist(), d.tolist())
     assert np.array_equal(a1, a2) and np.array_equal(left1, left2)
+
+
+def test_many_streams_on_one_count_saturate_and_halve():
+    S = 300  # more increments of one count in one step than a uint8 holds
+    m = ContextModel(**SMALL)
+    W = m.start(S)
+    for _ in range(4):
+        W = m.step(np.full(S, ord("a"), dtype=np.int64))
+        _check_weights(W, S)
+    assert (W.argmax(axis=1) == ord("a")).all()
+    assert int(m._counts.max()) <= m.settings["limit"]
