@@ -24,7 +24,7 @@ from .predictors.base import Predictor
 Progress = Optional[Callable[[int], None]]
 
 # Rows the encoder hands constriction per call (tables are built step by step but coded in batches).
-_ENCODE_BATCH_ROWS = 1 << 14
+_ENCODE_BATCH_ROWS = 1 << 11
 # Progress is reported every this many steps.
 _PROGRESS_STEPS = 4096
 # Aim for about this many symbols per segment.
