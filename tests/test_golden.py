@@ -1,0 +1,31 @@
+"""Golden files pin the version-1 bitstream: they must keep decoding, and re-encoding the same
+text with the same settings must give the same bytes. A deliberate change of the bitstream must
+bump the format version (container.FORMAT_VERSION) or the predictor's name, and add new files."""
+from pathlib import Path
+
+import pytest
+
+import nncompress
+from nncompress import container
+
+DATA = Path(__file__).with_name("data")
+TEXT = (DATA / "golden.txt").read_bytes()
+
+
+@pytest.mark.parametrize("model", ["ctx1", "order0"])
+def test_golden_file_decodes_and_reencodes_identically(model):
+    blob = (DATA / f"golden-v1-{model}.nnc").read_bytes()
+    assert nncompress.decompress(blob) == TEXT
+    import io
+    h = nncompress.read_header(io.BytesIO(blob))
+    assert h.version == 1 and h.predictor_name == model
+    again = nncompress.compress(TEXT, model=model, streams=h.n_streams,
+                                segment_steps=h.segment_steps)
+    assert again == blob
+
+
+def test_future_version_is_refused_by_version():
+    blob = bytearray((DATA / "golden-v1-ctx1.nnc").read_bytes())
+    blob[4] = container.FORMAT_VERSION + 1
+    with pytest.raises(nncompress.FormatError, match="unsupported .nnc format version 2"):
+        nncompress.decompress(bytes(blob))
