@@ -1,0 +1,148 @@
+"""Smoke tests of `nncompress bench` (the ratio report and the enwik8 tables), CI-sized (a few seconds)."""
+from __future__ import annotations
+
+import csv
+import json
+import random
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+import nncompress
+from nncompress import bench
+from nncompress.bench import bench_cmd
+
+
+def _sample_text(n: int = 4000) -> bytes:
+    rng = random.Random(1234)
+    words = ("the quick brown fox jumps over a lazy dog while seven compressors argue about "
+             "entropy and bits per byte in the cold morning light").split()
+    out = []
+    while sum(len(w) + 1 for w in out) < n:
+        out.append(rng.choice(words) + ("\n" if rng.random() < 0.08 else ""))
+    return " ".join(out).encode()[:n]
+
+
+@pytest.fixture
+def isolated_env(tmp_path, monkeypatch):
+    """No shared corpora, no enwik8, no cache: the bench sees only what a test gives it."""
+    monkeypatch.setenv("NNCOMPRESS_SHARED", str(tmp_path / "no-shared"))
+    monkeypatch.setenv("NNCOMPRESS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("NNCOMPRESS_ENWIK8", raising=False)
+    return tmp_path
+
+
+def test_ratio_report_on_a_small_file(isolated_env):
+    tmp = isolated_env
+    data = _sample_text()
+    src = tmp / "sample.txt"
+    src.write_bytes(data)
+    out = tmp / "out"
+    # no subcommand name: `bench PATHS...` is the ratio report
+    res = CliRunner().invoke(bench_cmd, [str(src), "--model", "ctx1", "--out", str(out), "--min-time", "0"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    for name in ("results.md", "results.csv", "machine.json"):
+        assert (out / name).is_file(), name
+
+    rows = list(csv.DictReader((out / "results.csv").open(encoding="utf-8")))
+    by = {r["compressor"]: r for r in rows}
+    for name in ("nnc ctx1", "gzip -9", "bzip2 -9", "xz -9e"):
+        assert name in by, (name, sorted(by))
+    md = (out / "results.md").read_text(encoding="utf-8")
+    for optional in ("zstd -19", "zstd --ultra -22", "brotli -q 11"):
+        assert optional in by or f"{optional}: skipped (not installed" in md
+    for r in rows:
+        assert r["file"] == "sample.txt"
+        assert int(r["bytes"]) == len(data)
+        assert r["verified"] == "true"
+        assert float(r["bpb"]) == pytest.approx(8 * int(r["compressed_bytes"]) / len(data), abs=1e-4)
+
+    nnc = by["nnc ctx1"]
+    assert nnc["model_file_bytes"] == "0"  # built-in model: no file
+    ideal = float(nnc["ideal_bpb"])
+    assert ideal == pytest.approx(nncompress.cross_entropy(data, model="ctx1"), abs=1e-3)
+    assert 0 < ideal <= float(nnc["bpb"]) + 1e-9
+
+    # the Markdown table: one row for the file, the totals and mean rows, one column per compressor
+    assert f"| sample.txt | {len(data):,} |" in md
+    assert "**total**" in md and "**mean**" in md
+    header = next(line for line in md.splitlines() if line.startswith("| file | bytes |"))
+    for name in by:
+        assert f" {name} |" in header
+
+    machine = json.loads((out / "machine.json").read_text())
+    for key in ("cpu_model", "cpu_count", "ram_bytes", "os", "python", "versions", "device", "git", "date"):
+        assert key in machine
+    assert machine["versions"]["numpy"] and machine["versions"]["constriction"]
+    assert machine["device"]["requested"] == "auto"
+
+    try:
+        import matplotlib  # noqa: F401
+        assert (out / "chart.png").stat().st_size > 10_000
+    except ImportError:
+        assert "matplotlib is not installed" in res.output
+
+
+def test_default_run_without_corpora_says_so(isolated_env):
+    res = CliRunner().invoke(bench_cmd, ["--no-nnc", "--no-chart", "--out", str(isolated_env / "o")])
+    assert res.exit_code == 0, res.output
+    assert "not found" in res.output and "give PATHS" in res.output
+
+
+def test_round_trip_mismatch_is_a_hard_failure(tmp_path):
+    src = tmp_path / "x.txt"
+    src.write_bytes(b"hello world " * 50)
+    broken = bench.Compressor("broken", lambda d: d, lambda d: d[:-1], "test")
+    with pytest.raises(bench.RoundTripError) as exc:
+        bench.run_report(bench.plan_paths((str(src),)), [broken], None, echo=lambda s: None)
+    assert exc.value.exit_code != 0
+    assert [r.verified for r in exc.value.results] == [False]  # kept for the report
+
+
+def test_budget_projection_separates_startup_from_per_byte_cost():
+    done = [(4_000, 5.0), (12_000, 6.0), (25_000, 7.6)]      # ~4.5 s start-up + ~0.12 ms/byte
+    assert bench._projected_s(done[:1], 10**6) is None
+    assert 100 < bench._projected_s(done, 10**6) < 160
+
+
+def test_missing_optional_codec_is_skipped_not_failed(monkeypatch):
+    monkeypatch.setitem(sys.modules, "zstandard", None)   # import raises ImportError
+    monkeypatch.setitem(sys.modules, "brotli", None)
+    cs = {c.name: c for c in bench.classic_compressors()}
+    assert cs["zstd -19"].skipped.startswith("skipped (not installed")
+    assert cs["brotli -q 11"].skipped.startswith("skipped (not installed")
+    assert not cs["xz -9e"].skipped and cs["xz -9e"].version.startswith("liblzma")
+
+
+def test_enwik8_tables_without_the_file(isolated_env):
+    out = isolated_env / "e8"
+    res = CliRunner().invoke(bench_cmd, ["enwik8", "--out", str(out)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    md = (out / "enwik8.md").read_text(encoding="utf-8")
+    assert md.strip() in res.output
+    lm, _, whole = md.partition("## (b)")
+    assert "## (a) Language-model protocol" in lm and "Whole-file protocol" in whole
+    assert "enwik8 not found" in md
+    # our rows: not measured, in both tables
+    assert "not measured" in lm and "not measured" in whole
+    # published figures, each in its own protocol's table only
+    anchors = bench.load_anchors()
+    for r in anchors["enwik8_language_model"]["rows"]:
+        assert f"| {r['model']} | {r['test_bpb']} |" in lm
+    for fig in ("1.290", "1.277", "1.245", "1.198", "1.27 ", "1.24 ", "1.08 ", "1.225", "0.99 "):
+        assert fig in lm
+        assert f"| {fig.strip()} |" not in whole
+    for r in anchors["enwik8_whole_file"]["rows"]:
+        assert f"| {r['compressor']} | {r['bytes']:,} | {r['bpb']:.3f} |" in whole
+        assert f"{r['bytes']:,}" not in lm
+    assert "14,623,723" in whole and "2.916" in whole
+
+
+def test_enwik8_rejects_a_file_that_is_not_enwik8(isolated_env):
+    bad = isolated_env / "enwik8"
+    bad.write_bytes(b"<mediawiki>" * 100)
+    res = CliRunner().invoke(bench_cmd, ["enwik8", "--path", str(bad), "--out", str(isolated_env / "e8")])
+    assert res.exit_code != 0
+    assert "is not enwik8" in res.output and "100,000,000" in res.output
