@@ -15,12 +15,11 @@ from typing import BinaryIO, Optional
 from . import container, engine, models
 from .container import Header
 from .engine import Progress, RunStats
-from .errors import FormatError, ModelMismatchError
+from .errors import FormatError
 
 
 def _predictor_for_compression(model: Optional[str], device: str):
-    ref = models.resolve(model)
-    return models.load_predictor(ref, device=device)
+    return models.build_predictor(model, device=device)
 
 
 def _stream_count(pred, n: int, streams: Optional[int]) -> int:
@@ -55,18 +54,16 @@ def read_header(src: BinaryIO) -> Header:
 
 def predictor_for(header: Header, *, model: Optional[str] = None, device: str = "auto"):
     """The predictor that decodes `header`'s file; raises ModelMismatchError (naming the model)
-    before anything is decoded when it is not available."""
+    before anything is decoded when it is not available. `model` names extra model files or
+    folders ("+"-separated) to look in."""
     extra = []
-    if model is not None:
-        ref = models.resolve(model)
-        if ref.path is not None:
-            extra.append(str(ref.path))
-    ref = models.ref_for_header(header.predictor_name, header.model_sha256, extra)
-    try:
-        return models.load_predictor(ref, settings=header.settings, device=device)
-    except TypeError as e:  # settings this version's predictor does not take
-        raise ModelMismatchError(f"predictor {header.predictor_name!r} cannot be rebuilt with "
-                                 f"this file's settings ({e})") from None
+    for part in (model.split(models.ENSEMBLE_SEP) if model else []):
+        if part in models.BUILTIN:
+            continue
+        p = part if os.path.exists(part) else None
+        extra.append(p if p is not None else str(models.resolve(part).path))
+    return models.predictor_for_header(header.predictor_name, header.model_sha256,
+                                       header.settings, extra, device)
 
 
 def decompress_stream(src: BinaryIO, sink: BinaryIO, *, model: Optional[str] = None,

@@ -1,6 +1,8 @@
 """Finding predictors by name or path, checking model files, rebuilding a file's predictor.
 
 Built-in predictors have no model file: "ctx1" (the order-N context-mixing model) and "order0".
+An ensemble is written "A+B[+C...]" (for example "fslstm-small-v1+ctx1"): its members are mixed
+online (predictors/mix.py) and the file header records each member's name and model hash.
 Trained models are files in models/ (`NAME.pt` beside its record `NAME.json`, which gives its
 SHA-256) or any path given with --model. A released model file is never changed: a new model gets a
 new name, so old .nnc files keep decoding. Model files are data: they are read with
@@ -130,3 +132,42 @@ def ref_for_header(name: str, sha256: bytes, extra: Iterable[str] = ()) -> Model
     raise ModelMismatchError(
         f"this file needs model {name!r} (sha256 {sha256.hex()[:16]}...), which was not found "
         f"in {', '.join(str(d) for d in model_dirs())}; pass its file with --model PATH")
+
+
+ENSEMBLE_SEP = "+"
+MIX_NAME = "mix"
+
+
+def build_predictor(spec: Optional[str] = None, device: str = "auto") -> Predictor:
+    """The predictor for compressing with `spec`: one model, or an ensemble "A+B+..."."""
+    spec = spec or DEFAULT_MODEL
+    parts = spec.split(ENSEMBLE_SEP) if ENSEMBLE_SEP in spec and not Path(spec).is_file() else [spec]
+    if len(parts) == 1:
+        return load_predictor(resolve(spec), device=device)
+    from .predictors.mix import Mixture
+    return Mixture([load_predictor(resolve(p), device=device) for p in parts])
+
+
+def predictor_for_header(name: str, sha256: bytes, settings: dict, extra: Iterable[str] = (),
+                         device: str = "auto") -> Predictor:
+    """Rebuilds the predictor a file was written with, or raises ModelMismatchError naming what
+    is missing; nothing is decoded before this succeeds."""
+    extra = list(extra)
+    if name == MIX_NAME and sha256 != NO_MODEL_SHA256:
+        from .predictors.mix import Mixture, ensemble_sha256
+        try:
+            specs = [(m["name"], bytes.fromhex(m["sha256"]), m["settings"]) for m in settings["members"]]
+            share = int(settings["share"])
+        except (KeyError, TypeError, ValueError):
+            raise ModelMismatchError("this file's ensemble description is not understood by this "
+                                     "version of nncompress") from None
+        members = [predictor_for_header(n, h, st, extra, device) for n, h, st in specs]
+        if ensemble_sha256(members) != sha256:
+            raise ModelMismatchError("this file's ensemble identity does not match its members")
+        return Mixture(members, share=share)
+    ref = ref_for_header(name, sha256, extra)
+    try:
+        return load_predictor(ref, settings=settings, device=device)
+    except TypeError as e:  # settings this version's predictor does not take
+        raise ModelMismatchError(f"predictor {name!r} cannot be rebuilt with this file's "
+                                 f"settings ({e})") from None
