@@ -200,9 +200,9 @@ def _files_equal(a: BinaryIO, b: BinaryIO) -> bool:
 
 
 model_opt = click.option("--model", "-m", metavar="NAME|PATH", default=None,
-                         help=f"Predictor: a built-in name, a model in models/, or a model file. "
-                              f"Default: {models.DEFAULT_MODEL}. When decoding, the file's own model "
-                              "is used; --model only says where to find its file.")
+                         help=f"Predictor: a built-in name, a model in models/, a model file, or "
+                              f"an ensemble A+B. Default: {models.DEFAULT_MODEL}. When decoding, the "
+                              "file's own model is used; --model only says where to find its file.")
 device_opt = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                           show_default=True, help="Where the neural predictor runs. The output "
                           "is the same on every device.")
@@ -225,13 +225,23 @@ stdout_opt = click.option("-c", "--stdout", "to_stdout", is_flag=True,
               "input before reporting success.")
 @model_opt
 @device_opt
+@click.option("--ensemble", metavar="A,B,...", default=None,
+              help="Mix several predictors, with weights learned online (same as --model A+B).")
 @click.option("--streams", type=click.IntRange(1, 1 << 20), default=None,
               help="Number of streams coded in lockstep (default: from the input size).")
 @verbose_opt
 @quiet_opt
 @_exit_on_failure
-def compress_cmd(src, dst, to_stdout, force, verify, model, device, streams, verbose, quiet):
+def compress_cmd(src, dst, to_stdout, force, verify, model, device, ensemble, streams, verbose,
+                 quiet):
     """Compress IN into OUT (default IN.nnc; '-' is stdin/stdout). IN is kept."""
+    if ensemble is not None:
+        if model is not None:
+            raise click.UsageError("give either --model or --ensemble")
+        parts = [p.strip() for p in ensemble.split(",") if p.strip()]
+        if len(parts) < 2:
+            raise click.UsageError("--ensemble needs at least two models, comma-separated")
+        model = "+".join(parts)
     if to_stdout or (dst is None and src == STDIO) or dst == STDIO:
         target = None
         if sys.stdout.isatty() and not force:
