@@ -118,3 +118,21 @@ def test_ensemble_option(textfile, tmp_path):
     assert CliRunner().invoke(main, ["c", "-f", "--ensemble", "ctx1", str(textfile)]).exit_code == 2
     r = CliRunner().invoke(main, ["c", "-f", "--ensemble", "ctx1,order0", "-m", "ctx1", str(textfile)])
     assert r.exit_code == 2
+
+
+def test_ctrl_c_leaves_no_partial_output(tmp_path):
+    import signal
+    import time
+    big = tmp_path / "big.txt"
+    big.write_bytes(TEXT * 400)  # about 32 MB of work for order0: seconds
+    p = subprocess.Popen([sys.executable, "-m", "nncompress", "c", "-m", "order0", str(big)],
+                         stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(f.name.endswith(".tmp") for f in tmp_path.iterdir()):
+        time.sleep(0.05)  # wait until the temporary output exists
+    assert any(f.name.endswith(".tmp") for f in tmp_path.iterdir()), "no temporary output seen"
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=60)[1].decode()
+    assert p.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["big.txt"]
