@@ -52,7 +52,7 @@ class _NumpyOps:
 
     @staticmethod
     def clamp(x, lo, hi):
-        return np.clip(x, lo, hi)
+        return np.minimum(np.maximum(x, lo), hi)  # np.clip's wrapper costs 10 us a call
 
     @staticmethod
     def mm_shift(a, w_f64, shift):
