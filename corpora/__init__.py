@@ -18,7 +18,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 REGISTRY = Path(__file__).with_name("registry.tsv")
 ENWIK8_URL = "http://mattmahoney.net/dc/enwik8.zip"
@@ -102,15 +102,23 @@ def available_text_files(root: Optional[Path] = None) -> list[Path]:
     return out
 
 
-def download_enwik8(dest: Path, url: str = ENWIK8_URL) -> Path:
+def download_enwik8(dest: Path, url: str = ENWIK8_URL,
+                    progress: Optional[Callable[[int, int], None]] = None) -> Path:
     """Downloads enwik8.zip, unpacks enwik8 to `dest` and verifies it; nothing is left at
-    `dest` unless it verifies."""
+    `dest` unless it verifies. `progress(bytes_so_far, total_or_0)` is called after each MiB."""
     e = entries()["enwik8"]
     dest = Path(dest)
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
         zpath = Path(tmp) / "enwik8.zip"
         with urllib.request.urlopen(url, timeout=60) as r, open(zpath, "wb") as f:
-            shutil.copyfileobj(r, f, 1 << 20)
+            if progress is None:
+                shutil.copyfileobj(r, f, 1 << 20)
+            else:
+                total, got = int(r.headers.get("Content-Length") or 0), 0
+                for chunk in iter(lambda: r.read(1 << 20), b""):
+                    f.write(chunk)
+                    got += len(chunk)
+                    progress(got, total)
         with zipfile.ZipFile(zpath) as z:
             z.extract("enwik8", tmp)
         verify(Path(tmp) / "enwik8", e)

@@ -9,26 +9,29 @@ Two commands under one group (``bench_cmd``; the CLI registers it as ``nncompres
   machine.json into a results folder.
 * ``nncompress bench enwik8``: the two enwik8 tables, each under its own protocol -- the
   language-model protocol (cross-entropy on the last 5 MB after training on the first 90 MB) and
-  whole-file compressed size -- with the published figures of bench/anchors.json beside our rows.
+  whole-file compressed size -- with the published figures (package data
+  nncompress/data/anchors.json) beside our rows.
 
-Only click and the standard library are imported at module load; nncompress's API, torch,
-zstandard, brotli and matplotlib are imported when needed.
+Corpus files, the default file set and enwik8 (size, sha256, address, download) come from the
+project's corpus registry, ``nncompress_corpora`` (corpora/ in the source tree).
+
+Only click, the standard library and ``nncompress_corpora`` (standard library only) are imported at
+module load; nncompress's API, torch, zstandard, brotli and matplotlib are imported when needed.
 """
 from __future__ import annotations
 
 import csv
 import datetime as _dt
-import hashlib
 import importlib
+import importlib.resources
 import json
 import math
 import os
 import platform
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
+import urllib.error
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,17 +39,14 @@ from typing import Callable
 
 import click
 
+import nncompress_corpora as corpora
+from nncompress_corpora import shared_dir  # noqa: F401  (bench/test_speed.py imports it from here)
+
 # --------------------------------------------------------------------------------------------
 # Files and constants
 
-TEXT_FILES: list[tuple[str, str]] = (
-    [("canterbury", n) for n in ("alice29.txt", "asyoulik.txt", "lcet10.txt", "plrabn12.txt",
-                                  "cp.html", "fields.c", "grammar.lsp", "xargs.1")]
-    + [("calgary", n) for n in ("bib", "book1", "book2", "news", "paper1", "paper2", "paper3",
-                                 "paper4", "paper5", "paper6", "progc", "progl", "progp", "trans")]
-    + [("canterbury-large", n) for n in ("bible.txt", "world192.txt")]
-    + [("enwik", n) for n in ("enwik5", "enwik6")]
-)
+# The default file set is the registry's text files (corpora.TEXT_FILES: Canterbury, Calgary,
+# large Canterbury, enwik5/6), located and verified (size, sha256) through the registry.
 # --quick: five small files of different kinds (English, LaTeX paper, C, man page, Wikipedia XML),
 # about 350 kB in all.
 QUICK_FILES = ("alice29.txt", "paper1", "progc", "xargs.1", "enwik5")
@@ -54,38 +54,24 @@ QUICK_FILES = ("alice29.txt", "paper1", "progc", "xargs.1", "enwik5")
 DEFAULT_MAX_BYTES = 1_000_000   # default file set only: bible.txt and world192.txt exceed it
 DEFAULT_BUDGET_S = 900.0        # default file set only: the ~15-minute target on 2 cores
 
-ENWIK8_URL = "http://mattmahoney.net/dc/enwik8.zip"
-ENWIK8_SIZE = 100_000_000
-ENWIK8_SHA256 = "2b49720ec4d78c3c9fabaee6e4179a5e997302b3a70029f30f2d582218c024a8"
-ENWIK8_MD5 = "a1fa5ffddb56f4953e226637dabbb36a"
 LM_TRAIN_BYTES = 90_000_000
 LM_TEST_BYTES = 5_000_000
-
-
-def shared_dir() -> Path:
-    """The project's shared folder (corpora, notes): $NNCOMPRESS_SHARED or ``shared`` beside the repo."""
-    env = os.environ.get("NNCOMPRESS_SHARED")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared"
 
 
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
-def anchors_path() -> Path:
-    return repo_root() / "bench" / "anchors.json"
-
-
 def load_anchors() -> dict:
-    """Published reference figures (bench/anchors.json), with their sources and protocols."""
-    p = anchors_path()
+    """Published reference figures (package data nncompress/data/anchors.json), with their
+    sources and protocols; read through importlib.resources, so any install has them."""
+    res = importlib.resources.files("nncompress").joinpath("data", "anchors.json")
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
+        return json.loads(res.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise click.ClickException(
-            f"published figures not found at {p}: the bench needs a source checkout of nncompress")
+            f"published figures not found at {res}: this nncompress was installed without its "
+            "package data (nncompress/data/anchors.json)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,25 +303,27 @@ class Plan:
 
 
 def plan_default(quick: bool, max_bytes: int) -> Plan:
-    root = shared_dir() / "corpora"
+    """The registry's text files (only QUICK_FILES with quick), each located and verified by the
+    registry; files over max_bytes (their registered size), absent or not matching are noted."""
+    root = corpora.shared_dir() / "corpora"
     plan = Plan([])
     if not root.is_dir():
         plan.notes.append(f"corpus folder {root} not found (set NNCOMPRESS_SHARED): "
                           "no default files; give PATHS")
         return plan
-    for set_, name in TEXT_FILES:
+    table = corpora.entries()
+    for name in corpora.TEXT_FILES:
         if quick and name not in QUICK_FILES:
             continue
-        p = root / set_ / name
-        if not p.is_file():
-            plan.notes.append(f"{set_}/{name}: absent from {root}, skipped")
-            continue
-        size = p.stat().st_size
-        if max_bytes and size > max_bytes:
-            plan.notes.append(f"{set_}/{name} ({size:,} bytes): over --max-bytes {max_bytes:,}, "
+        e = table[name]
+        if max_bytes and e.bytes > max_bytes:
+            plan.notes.append(f"{e.relpath()} ({e.bytes:,} bytes): over --max-bytes {max_bytes:,}, "
                               "skipped (use --max-bytes 0 to include it)")
             continue
-        plan.files.append((name, p))
+        try:
+            plan.files.append((name, corpora.locate(name, root)))
+        except corpora.CorpusError as err:
+            plan.notes.append(f"{e.relpath()}: {err}; skipped")
     if quick:
         plan.notes.append(f"--quick: only {', '.join(QUICK_FILES)}")
     return plan
@@ -563,8 +551,8 @@ def render_markdown(results: list[Result], compressors: list[Compressor], notes:
         if (r.file, r.nbytes) not in files:
             files.append((r.file, r.nbytes))
         cell[(r.file, r.compressor)] = r
-    # corpus order (TEXT_FILES), then the rest in given order
-    rank = {n: i for i, (_, n) in enumerate(TEXT_FILES)}
+    # corpus order (the registry's TEXT_FILES), then the rest in given order
+    rank = {n: i for i, n in enumerate(corpora.TEXT_FILES)}
     files.sort(key=lambda f: rank.get(f[0], len(rank)))
 
     out = [f"# nncompress bench: ratio report{title_extra}", ""]
@@ -856,26 +844,32 @@ def _default_cache() -> Path:
     return Path(os.environ.get("NNCOMPRESS_CACHE", Path.home() / ".cache" / "nncompress"))
 
 
-def verify_enwik8(path: Path, what: str | None = None) -> None:
-    """Raise ClickException unless ``path`` is the canonical enwik8 (size, then sha256)."""
-    what = what or str(path)
-    size = path.stat().st_size
-    if size != ENWIK8_SIZE:
-        raise click.ClickException(f"{what} is not enwik8: {size:,} bytes, expected {ENWIK8_SIZE:,}")
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    if h.hexdigest() != ENWIK8_SHA256:
-        raise click.ClickException(f"{what} is not enwik8: sha256 {h.hexdigest()}, expected {ENWIK8_SHA256}")
+def _enwik8() -> "corpora.Entry":
+    return corpora.entries()["enwik8"]
 
 
-def download_enwik8(dest_dir: Path, url: str = ENWIK8_URL) -> Path:
-    """Download enwik8.zip, unzip enwik8 into dest_dir (verified), and return its path."""
-    import urllib.error
-    import urllib.request
+def verify_enwik8(path: Path) -> None:
+    """Raise ClickException unless ``path`` is the registry's enwik8 (size, then sha256)."""
+    try:
+        corpora.verify(path, _enwik8())
+    except corpora.CorpusError as err:
+        raise click.ClickException(f"not enwik8: {err}")
 
-    dest_dir.mkdir(parents=True, exist_ok=True)
+
+def _download_progress() -> Callable[[int, int], None]:
+    last = [time.monotonic()]
+
+    def show(got: int, total: int) -> None:
+        if time.monotonic() - last[0] > 2:
+            last[0] = time.monotonic()
+            pct = f" ({100 * got / total:.0f}%)" if total else ""
+            click.echo(f"  {got / 1e6:.1f} MB{pct}", err=True)
+    return show
+
+
+def download_enwik8(dest_dir: Path, url: str = corpora.ENWIK8_URL) -> Path:
+    """enwik8 in dest_dir: kept if it verifies, else downloaded (zip), unzipped and verified by the
+    registry's download_enwik8. Every failure is one ClickException line."""
     dest = dest_dir / "enwik8"
     if dest.is_file():
         try:
@@ -884,51 +878,24 @@ def download_enwik8(dest_dir: Path, url: str = ENWIK8_URL) -> Path:
             return dest
         except click.ClickException:
             click.echo(f"{dest} exists but is not enwik8; downloading again", err=True)
-    fd, zname = tempfile.mkstemp(prefix="enwik8.", suffix=".zip.part", dir=dest_dir)
-    ztmp = Path(zname)
+    click.echo(f"downloading {url} ...", err=True)
+    fix = "Download and unzip it yourself, then pass --path FILE"
     try:
-        click.echo(f"downloading {url} ...", err=True)
-        try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
-                total = int(resp.headers.get("Content-Length") or 0)
-                got, last = 0, 0.0
-                while True:
-                    chunk = resp.read(1 << 20)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    got += len(chunk)
-                    if time.monotonic() - last > 2:
-                        last = time.monotonic()
-                        pct = f" ({100 * got / total:.0f}%)" if total else ""
-                        click.echo(f"  {got / 1e6:.1f} MB{pct}", err=True)
-        except (urllib.error.URLError, OSError) as e:
-            raise click.ClickException(
-                f"could not download {url}: {e}. Download and unzip it yourself, then pass --path FILE")
-        try:
-            with zipfile.ZipFile(ztmp) as zf:
-                member = next((n for n in zf.namelist() if Path(n).name == "enwik8"), None)
-                if member is None:
-                    raise click.ClickException(f"{url} has no enwik8 inside: {zf.namelist()}")
-                fd2, uname = tempfile.mkstemp(prefix="enwik8.", suffix=".part", dir=dest_dir)
-                utmp = Path(uname)
-                try:
-                    with zf.open(member) as src, os.fdopen(fd2, "wb") as dst:
-                        shutil.copyfileobj(src, dst, 1 << 22)
-                    verify_enwik8(utmp, f"the file {member!r} inside {url}")
-                    os.replace(utmp, dest)
-                finally:
-                    utmp.unlink(missing_ok=True)
-        except zipfile.BadZipFile as e:
-            raise click.ClickException(f"downloaded file is not a valid zip ({e}); try again or pass --path")
-    finally:
-        ztmp.unlink(missing_ok=True)
-    click.echo(f"enwik8 verified (sha256 {ENWIK8_SHA256[:16]}...) at {dest}", err=True)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        corpora.download_enwik8(dest, url, progress=_download_progress())
+    except corpora.CorpusError as err:
+        raise click.ClickException(f"the enwik8 inside {url} is not enwik8 ({err}). {fix}")
+    except (zipfile.BadZipFile, KeyError) as err:
+        raise click.ClickException(f"{url} is not a zip holding enwik8 ({err}). {fix}")
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", None) or err
+        raise click.ClickException(f"could not download {url}: {reason}. {fix}")
+    click.echo(f"enwik8 verified (sha256 {_enwik8().sha256[:16]}...) at {dest}", err=True)
     return dest
 
 
 def find_enwik8(path: str | None, download: bool, cache: Path,
-                url: str = ENWIK8_URL) -> tuple[Path | None, str]:
+                url: str = corpora.ENWIK8_URL) -> tuple[Path | None, str]:
     """(verified path or None, a sentence on where it came from or why it is missing)."""
     if path:
         p = Path(path)
@@ -939,7 +906,7 @@ def find_enwik8(path: str | None, download: bool, cache: Path,
     if download:
         p = download_enwik8(cache, url)
         return p, f"{p} (downloaded from {url}, verified)"
-    for cand in (os.environ.get("NNCOMPRESS_ENWIK8"), shared_dir() / "corpora" / "enwik" / "enwik8",
+    for cand in (os.environ.get("NNCOMPRESS_ENWIK8"), corpora.shared_dir() / "corpora" / _enwik8().relpath(),
                  cache / "enwik8"):
         if cand and Path(cand).is_file():
             verify_enwik8(Path(cand))
@@ -995,7 +962,7 @@ def render_enwik8(anchors: dict, ours_lm: list[dict], ours_whole: list[dict], wh
 
 @bench_cmd.command("enwik8")
 @click.option("--path", "path", type=click.Path(dir_okay=False), default=None, help="your copy of enwik8")
-@click.option("--download", is_flag=True, help=f"download {ENWIK8_URL} (about 36 MB) into --cache")
+@click.option("--download", is_flag=True, help=f"download {corpora.ENWIK8_URL} (about 36 MB) into --cache")
 @click.option("--cache", type=click.Path(file_okay=False), default=None,
               help="where --download puts enwik8 [$NNCOMPRESS_CACHE or ~/.cache/nncompress]")
 @click.option("--model", "models", multiple=True, metavar="NAME", help="nncompress model(s) for our rows")
@@ -1009,7 +976,7 @@ def render_enwik8(anchors: dict, ours_lm: list[dict], ours_whole: list[dict], wh
 @click.option("--streams", type=int, default=None)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="results folder [results/enwik8-YYYYmmdd-HHMMSS]")
-@click.option("--url", default=ENWIK8_URL, hidden=True, help="download address (a mirror, or tests)")
+@click.option("--url", default=corpora.ENWIK8_URL, hidden=True, help="download address (a mirror, or tests)")
 def enwik8_cmd(path, download, cache, models, do_measure, classic, lm_model, device, streams, out_dir, url):
     """The enwik8 tables: language-model protocol and whole-file size, beside published figures."""
     anchors = load_anchors()

@@ -145,4 +145,78 @@ def test_enwik8_rejects_a_file_that_is_not_enwik8(isolated_env):
     bad.write_bytes(b"<mediawiki>" * 100)
     res = CliRunner().invoke(bench_cmd, ["enwik8", "--path", str(bad), "--out", str(isolated_env / "e8")])
     assert res.exit_code != 0
-    assert "is not enwik8" in res.output and "100,000,000" in res.output
+    assert "not enwik8" in res.output and "expected 100000000" in res.output
+
+
+def _error_line(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, output
+    return lines[0]
+
+
+def test_enwik8_download_failure_is_one_clear_line(isolated_env):
+    # nothing listens on port 9 here: the download fails at once, as without network
+    url = "http://127.0.0.1:9/enwik8.zip"
+    res = CliRunner().invoke(bench_cmd, ["enwik8", "--download", "--url", url,
+                                         "--out", str(isolated_env / "e8")])
+    assert res.exit_code != 0
+    err = _error_line(res.output)
+    assert f"could not download {url}" in err and "--path FILE" in err
+    assert not (isolated_env / "cache" / "enwik8").exists()
+
+
+def test_enwik8_download_that_does_not_verify_leaves_nothing(isolated_env):
+    import zipfile
+    z = isolated_env / "enwik8.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("enwik8", b"<mediawiki>" * 100)
+    res = CliRunner().invoke(bench_cmd, ["enwik8", "--download", "--url", z.as_uri(),
+                                         "--out", str(isolated_env / "e8")])
+    assert res.exit_code != 0
+    err = _error_line(res.output)
+    assert "is not enwik8" in err and "expected 100000000" in err
+    assert list((isolated_env / "cache").iterdir()) == []      # no enwik8, no partial files
+
+
+def test_default_set_comes_from_the_registry(tmp_path, monkeypatch):
+    """Paths are located and verified by nncompress_corpora; absent, altered and oversized files are noted."""
+    import shutil
+    import nncompress_corpora as corpora
+    try:
+        real = corpora.locate("xargs.1")                         # the real shared corpora
+    except corpora.CorpusError:
+        pytest.skip("shared corpora not available")
+    shared = tmp_path / "shared"
+    monkeypatch.setenv("NNCOMPRESS_SHARED", str(shared))
+    e = corpora.entries()
+    good = shared / "corpora" / e["xargs.1"].relpath()
+    good.parent.mkdir(parents=True)
+    shutil.copyfile(real, good)
+    bad = shared / "corpora" / e["paper1"].relpath()
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"x" * e["paper1"].bytes)                   # right size, wrong content
+
+    plan = bench.plan_default(quick=False, max_bytes=1_000_000)
+    assert plan.files == [("xargs.1", good)]
+    notes = "\n".join(plan.notes)
+    assert "paper1" in notes and "SHA-256 differs" in notes
+    assert "alice29.txt" in notes and "not present" in notes
+    assert "bible.txt (4,047,392 bytes): over --max-bytes" in notes
+    # every registry text file is accounted for, in a file or a note
+    for name in corpora.TEXT_FILES:
+        assert name == "xargs.1" or name in notes
+
+    quick = bench.plan_default(quick=True, max_bytes=1_000_000)
+    assert quick.files == [("xargs.1", good)]
+    assert "paper1" in "\n".join(quick.notes) and "book1" not in "\n".join(quick.notes)
+
+
+def test_published_figures_are_package_data():
+    """anchors.json ships inside the package (pyproject package-data), so any install has it."""
+    tomllib = pytest.importorskip("tomllib")
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    cfg = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "data/anchors.json" in cfg["tool"]["setuptools"]["package-data"]["nncompress"]
+    assert (root / "nncompress" / "data" / "anchors.json").is_file()
+    assert bench.load_anchors()["enwik8_whole_file"]["rows"]
