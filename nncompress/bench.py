@@ -164,13 +164,14 @@ def _api():
     return nncompress
 
 
-def _resolve_model(api, name: str | None):
+def _resolve_models(api, spec: str | None) -> list:
+    """The model files behind a spec (several for an ensemble "A+B"); [] if unknown."""
+    models = getattr(api, "models", None) or importlib.import_module("nncompress.models")
     try:
-        models = getattr(api, "models", None) or importlib.import_module("nncompress.models")
-        return models.resolve(name)
+        return models.resolve_all(spec)
     except Exception:
-        if name is None:
-            return None
+        if spec is None:
+            return []
         raise
 
 
@@ -185,10 +186,10 @@ def nnc_compressors(models: tuple[str, ...], device: str, streams: int | None) -
     dec_takes_model = "model" in inspect.signature(api.decompress).parameters
     out = []
     for m in models or (None,):
-        info = _resolve_model(api, m)
-        label = getattr(info, "name", None) or m or "default"
-        path = getattr(info, "path", None)
-        size = Path(path).stat().st_size if path else 0
+        refs = _resolve_models(api, m)
+        label = "+".join(r.name for r in refs) or m or "default"
+        paths = [Path(r.path) for r in refs if getattr(r, "path", None)]
+        size = sum(p.stat().st_size for p in paths)
         c = Compressor(f"nnc {label}", None, None, is_nnc=True, repeat=False, model_file_bytes=size)
 
         if hasattr(api, "compress_stream"):
@@ -214,8 +215,8 @@ def nnc_compressors(models: tuple[str, ...], device: str, streams: int | None) -
             return float(api.cross_entropy(d, model=m, device=device, streams=streams))
 
         ver = f"nncompress {getattr(api, '__version__', '') or _dist_version('nncompress')}, model {label}"
-        if path:
-            ver += f" ({Path(path).name})"
+        if paths:
+            ver += f" ({', '.join(p.name for p in paths)})"
         c.compress, c.decompress, c.ideal_bpb, c.version = comp, dec, ideal, ver
         out.append(c)
     return out
@@ -1011,7 +1012,7 @@ def enwik8_cmd(path, download, cache, models, do_measure, classic, lm_model, dev
     else:
         for m in model_labels:
             try:
-                label = _resolve_model(_api(), m).name
+                label = "+".join(r.name for r in _resolve_models(_api(), m)) or m
             except Exception:
                 label = m or "(default model)"
             ours_whole.append({"compressor": f"nncompress {label}", "bytes": NOT_MEASURED,

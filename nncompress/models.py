@@ -23,6 +23,8 @@ from .predictors.base import NO_MODEL_SHA256, Predictor
 DEFAULT_MODEL = "ctx1"
 BUILTIN = ("ctx1", "order0")
 MODEL_SUFFIX = ".pt"
+ENSEMBLE_SEP = "+"
+MIX_NAME = "mix"
 
 
 def model_dirs() -> list[Path]:
@@ -83,9 +85,19 @@ def available() -> list[str]:
     return names
 
 
-def resolve(name_or_path: Optional[str] = None) -> ModelRef:
-    """A built-in name, a model name in models/, or a path to a model file."""
-    name = name_or_path or DEFAULT_MODEL
+def resolve_all(spec: Optional[str] = None) -> list[ModelRef]:
+    """The models of a spec: one, or the members of an ensemble "A+B" (default: DEFAULT_MODEL)."""
+    spec = spec or DEFAULT_MODEL
+    if ENSEMBLE_SEP in spec and not Path(spec).is_file():
+        return [resolve(p) for p in spec.split(ENSEMBLE_SEP)]
+    return [resolve(spec)]
+
+
+def resolve(name_or_path: str) -> ModelRef:
+    """A built-in name, a model name in models/, or a path to a model file (one model)."""
+    name = name_or_path
+    if not name:
+        raise ModelError("no model named")
     if name in BUILTIN:
         return ModelRef(name)
     p = Path(name)
@@ -134,18 +146,14 @@ def ref_for_header(name: str, sha256: bytes, extra: Iterable[str] = ()) -> Model
         f"in {', '.join(str(d) for d in model_dirs())}; pass its file with --model PATH")
 
 
-ENSEMBLE_SEP = "+"
-MIX_NAME = "mix"
-
 
 def build_predictor(spec: Optional[str] = None, device: str = "auto") -> Predictor:
     """The predictor for compressing with `spec`: one model, or an ensemble "A+B+..."."""
-    spec = spec or DEFAULT_MODEL
-    parts = spec.split(ENSEMBLE_SEP) if ENSEMBLE_SEP in spec and not Path(spec).is_file() else [spec]
-    if len(parts) == 1:
-        return load_predictor(resolve(spec), device=device)
+    refs = resolve_all(spec)
+    if len(refs) == 1:
+        return load_predictor(refs[0], device=device)
     from .predictors.mix import Mixture
-    return Mixture([load_predictor(resolve(p), device=device) for p in parts])
+    return Mixture([load_predictor(r, device=device) for r in refs])
 
 
 def predictor_for_header(name: str, sha256: bytes, settings: dict, extra: Iterable[str] = (),

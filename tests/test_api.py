@@ -72,7 +72,10 @@ def test_cross_entropy_close_to_real_size():
 
 
 def test_models_registry():
-    assert models.resolve().name == models.DEFAULT_MODEL
+    assert "+".join(r.name for r in models.resolve_all()) == models.DEFAULT_MODEL
+    assert [r.name for r in models.resolve_all("ctx1+order0")] == ["ctx1", "order0"]
+    with pytest.raises(ModelError):
+        models.resolve("ctx1+order0")
     assert "ctx1" in models.available() and "order0" in models.available()
 
 
