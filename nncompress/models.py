@@ -20,7 +20,7 @@ from typing import Iterable, Optional
 from .errors import ModelError, ModelMismatchError
 from .predictors.base import NO_MODEL_SHA256, Predictor
 
-DEFAULT_MODEL = "ctx1"
+DEFAULT_MODEL = "fslstm-small-v1+ctx1"
 BUILTIN = ("ctx1", "order0")
 MODEL_SUFFIX = ".pt"
 ENSEMBLE_SEP = "+"

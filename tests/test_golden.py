@@ -12,14 +12,16 @@ DATA = Path(__file__).with_name("data")
 TEXT = (DATA / "golden.txt").read_bytes()
 
 
-@pytest.mark.parametrize("model", ["ctx1", "order0"])
-def test_golden_file_decodes_and_reencodes_identically(model):
+# "default" is fslstm-small-v1+ctx1: it pins the exact FS-LSTM arithmetic and the mixer too.
+@pytest.mark.parametrize("model,spec,name", [("ctx1", "ctx1", "ctx1"), ("order0", "order0", "order0"),
+                                             ("default", "fslstm-small-v1+ctx1", "mix")])
+def test_golden_file_decodes_and_reencodes_identically(model, spec, name):
     blob = (DATA / f"golden-v1-{model}.nnc").read_bytes()
     assert nncompress.decompress(blob) == TEXT
     import io
     h = nncompress.read_header(io.BytesIO(blob))
-    assert h.version == 1 and h.predictor_name == model
-    again = nncompress.compress(TEXT, model=model, streams=h.n_streams,
+    assert h.version == 1 and h.predictor_name == name
+    again = nncompress.compress(TEXT, model=spec, streams=h.n_streams,
                                 segment_steps=h.segment_steps)
     assert again == blob
 

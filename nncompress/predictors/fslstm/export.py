@@ -71,11 +71,12 @@ def exact_bits(cfg: dict, q: dict, data: bytes, n_streams: int) -> tuple[float, 
 VAL_SKIP = 2 << 20
 
 
-def read_val(path: str, n: int, skip: int = VAL_SKIP) -> bytes:
+def read_val(path: str, n: int, skip: int = VAL_SKIP) -> tuple[bytes, int]:
+    """(n bytes of held-out text from offset `skip`, the offset used)."""
     from ...train import read_data  # files, folders or .tar.xz shards
     data, _ = read_data([path])
     start = max(0, min(skip, len(data) - n))  # a short file: its last n bytes
-    return data[start: start + n]
+    return data[start: start + n], start
 
 
 def export(ckpt: str, name: str, out_dir: Path, val: str | None, val_bytes: int,
@@ -109,14 +110,14 @@ def export(ckpt: str, name: str, out_dir: Path, val: str | None, val_bytes: int,
 
 def _validate(cfg, sd, q, val, val_bytes, n_streams) -> dict:
     """Float vs exact cross-entropy on held-out text, same streams and protocol for both."""
-    data = read_val(val, val_bytes)
+    data, offset = read_val(val, val_bytes)
     n = (len(data) // n_streams) * n_streams
     if n < 2 * n_streams:
         raise click.ClickException(f"{val}: too little validation text")
     fb = float_bits(cfg, sd, data, n_streams)
     eb, sec = exact_bits(cfg, q, data, n_streams)
     return {
-        "data": str(val), "bytes": n, "streams": n_streams,
+        "data": str(val), "offset": offset, "bytes": n, "streams": n_streams,
         "float_bpb": fb / n, "exact_bpb": eb / n, "exact_vs_float": (eb - fb) / fb,
         "exact_cpu_kBps": n / sec / 1000, "exact_backend": "numpy (CPU)",
     }
