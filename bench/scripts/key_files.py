@@ -1,0 +1,48 @@
+"""Real .nnc sizes of the default model and ctx1 (through the CLI, --verify) against xz -9, xz -9e
+and gzip -9 on the files issue 3 names, plus any extra files; prints a Markdown table.
+
+    python bench/scripts/key_files.py [EXTRA_FILE...]
+"""
+import gzip
+import lzma
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import nncompress_corpora as corpora
+
+KEY = ["alice29.txt", "book1", "lcet10.txt", "plrabn12.txt", "enwik6"]
+
+
+def nnc(path, model):
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "x.nnc"
+        args = ["nncompress", "c", "-v", "--verify", str(path), str(out)] + (["-m", model] if model else [])
+        p = subprocess.run(args, capture_output=True, text=True, check=True)
+        speed = re.search(r"([0-9.]+) KB/s", p.stderr).group(1)
+        return out.stat().st_size, float(speed)
+
+
+def main():
+    files = [corpora.locate(n) for n in KEY] + [Path(p) for p in sys.argv[1:]]
+    print("| file | bytes | default | ctx1 | xz -9 | xz -9e | gzip -9 | 25% below xz -9 | default vs xz -9 | default KB/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for f in files:
+        data = f.read_bytes()
+        n = len(data)
+        bpb = lambda size: 8 * size / n
+        d_size, d_speed = nnc(f, None)
+        c_size, _ = nnc(f, "ctx1")
+        xz9 = len(lzma.compress(data, preset=9))
+        xz9e = len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))
+        gz = len(gzip.compress(data, 9))
+        print(f"| {f.name} | {n:,} | {bpb(d_size):.3f} | {bpb(c_size):.3f} | {bpb(xz9):.3f} | "
+              f"{bpb(xz9e):.3f} | {bpb(gz):.3f} | {0.75 * bpb(xz9):.3f} | "
+              f"{100 * (d_size / xz9 - 1):+.1f}% | {d_speed:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
