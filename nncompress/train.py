@@ -14,7 +14,6 @@ every .pt/.ckpt is a plain dict of tensors, numbers and strings (torch.load(weig
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -26,6 +25,8 @@ from typing import Callable, Iterable
 
 import click
 
+from .models import file_sha256
+
 TAR_SUFFIXES = (".tar", ".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2")
 CKPT_FORMAT = "nncompress-fslstm-checkpoint"
 
@@ -34,11 +35,7 @@ CKPT_FORMAT = "nncompress-fslstm-checkpoint"
 # data
 
 def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_sha256(path).hex()
 
 
 def _expand(paths: Iterable) -> list[Path]:
