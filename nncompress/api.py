@@ -18,10 +18,6 @@ from .engine import Progress, RunStats
 from .errors import FormatError
 
 
-def _predictor_for_compression(model: Optional[str], device: str):
-    return models.build_predictor(model, device=device)
-
-
 def _stream_count(pred, n: int, streams: Optional[int]) -> int:
     if streams is not None:
         return engine.fit_streams(n, streams)
@@ -42,7 +38,7 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, *, model: Optional[str] = None
     """Compresses the whole seekable binary file `src` (from offset 0) into `dst`."""
     src.seek(0)
     n = _length(src)
-    pred = _predictor_for_compression(model, device)
+    pred = models.build_predictor(model, device=device)
     s = _stream_count(pred, n, streams)
     return engine.encode(src, n, dst, pred, s, segment_steps, progress)
 
@@ -60,8 +56,7 @@ def predictor_for(header: Header, *, model: Optional[str] = None, device: str = 
     for part in (model.split(models.ENSEMBLE_SEP) if model else []):
         if part in models.BUILTIN:
             continue
-        p = part if os.path.exists(part) else None
-        extra.append(p if p is not None else str(models.resolve(part).path))
+        extra.append(part if os.path.exists(part) else str(models.resolve(part).path))
     return models.predictor_for_header(header.predictor_name, header.model_sha256,
                                        header.settings, extra, device)
 
@@ -102,7 +97,7 @@ def cross_entropy(data: bytes, *, model: Optional[str] = None, device: str = "au
     data = bytes(data)
     if not data:
         return 0.0
-    pred = _predictor_for_compression(model, device)
+    pred = models.build_predictor(model, device=device)
     stats = engine.measure(io.BytesIO(data), len(data), pred, _stream_count(pred, len(data), streams))
     return stats.ideal_bits / len(data)
 
