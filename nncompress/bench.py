@@ -225,8 +225,20 @@ def nnc_compressors(models: tuple[str, ...], device: str, streams: int | None) -
 # --------------------------------------------------------------------------------------------
 # Measuring
 
+class _Rates:
+    """kB/s of original data for classes with nbytes, compress_s and decompress_s."""
+
+    @property
+    def compress_kBps(self) -> float:
+        return self.nbytes / 1000.0 / self.compress_s if self.compress_s > 0 else math.inf
+
+    @property
+    def decompress_kBps(self) -> float:
+        return self.nbytes / 1000.0 / self.decompress_s if self.decompress_s > 0 else math.inf
+
+
 @dataclass
-class Result:
+class Result(_Rates):
     file: str
     path: str
     nbytes: int
@@ -244,14 +256,6 @@ class Result:
     @property
     def bpb(self) -> float:
         return 8.0 * self.compressed_bytes / self.nbytes
-
-    @property
-    def compress_kBps(self) -> float:
-        return self.nbytes / 1000.0 / self.compress_s if self.compress_s > 0 else math.inf
-
-    @property
-    def decompress_kBps(self) -> float:
-        return self.nbytes / 1000.0 / self.decompress_s if self.decompress_s > 0 else math.inf
 
 
 def _timed(fn: Callable, arg, repeat: bool, min_s: float = 0.2, max_n: int = 50):
@@ -500,7 +504,7 @@ def write_csv(path: Path, results: list[Result]) -> None:
 
 
 @dataclass
-class Summary:
+class Summary(_Rates):
     name: str
     version: str
     nbytes: int
@@ -513,14 +517,6 @@ class Summary:
     @property
     def bpb(self) -> float:
         return 8.0 * self.compressed / self.nbytes
-
-    @property
-    def compress_kBps(self) -> float:
-        return self.nbytes / 1000.0 / self.compress_s if self.compress_s > 0 else math.inf
-
-    @property
-    def decompress_kBps(self) -> float:
-        return self.nbytes / 1000.0 / self.decompress_s if self.decompress_s > 0 else math.inf
 
 
 def summarize(results: list[Result]) -> list[Summary]:
