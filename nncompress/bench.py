@@ -715,8 +715,13 @@ def write_chart(path: Path, results: list[Result], compressors: list[Compressor]
         placed.append(y)
         dy = y - s.bpb * pts_per_unit
         color = "#c0392b" if s.name in nnc_names else "#1f5fa8"
-        ax.annotate(f"{s.name}  {s.bpb:.3f}", xy=(s.compress_kBps, s.bpb), xytext=(-9, dy),
-                    textcoords="offset points", ha="right", va="center", fontsize=10, color=color,
+        # left of the compress point, unless that runs off the plot (the slowest compressor):
+        # then right of its decompress point
+        left = s.compress_kBps > min(xs) * 30
+        anchor = s.compress_kBps if left else max(s.compress_kBps, s.decompress_kBps)
+        ax.annotate(f"{s.name}  {s.bpb:.3f}", xy=(anchor, s.bpb), xytext=(-9 if left else 9, dy),
+                    textcoords="offset points", ha="right" if left else "left", va="center",
+                    fontsize=10, color=color,
                     fontweight="bold" if s.name in nnc_names else "normal",
                     arrowprops=dict(arrowstyle="-", color=color, lw=0.6, alpha=0.6) if abs(dy) > 1 else None,
                     annotation_clip=False)
