@@ -148,7 +148,10 @@ def load_model(path, device="cpu"):
     import torch
     from .errors import ModelError
     from .predictors.fslstm import FORMAT, FSRNN, VERSION, FSConfig
-    d = torch.load(path, map_location=device, weights_only=True)
+    try:
+        d = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # not a torch file, damaged, or not plain data
+        raise ModelError(f"cannot read model file {path}: {e.__class__.__name__}: {e}") from None
     if not isinstance(d, dict) or d.get("format") != FORMAT:
         raise ModelError(f"{path}: not an {FORMAT} model file")
     if d.get("version") != VERSION:

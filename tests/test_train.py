@@ -95,3 +95,12 @@ def test_cli(data, tmp_path):
     r = CliRunner().invoke(train_cmd, [str(paths[0]), "--config", "nope", "--steps", "1",
                                        "--val", str(val[0]), "--out", str(out)])
     assert r.exit_code != 0 and "nope" in r.output
+
+
+def test_load_model_refuses_a_file_that_is_not_a_model(tmp_path):
+    from nncompress.errors import ModelError
+    from nncompress.train import load_model
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a model\n")
+    with pytest.raises(ModelError, match="cannot read model file"):
+        load_model(junk)
