@@ -16,13 +16,13 @@ from . import container, engine, models
 from .container import Header
 from .engine import Progress, RunStats
 from .errors import FormatError
+from .predictors.base import stream_limits
 
 
 def _stream_count(pred, n: int, streams: Optional[int]) -> int:
     if streams is not None:
         return engine.fit_streams(n, streams)
-    return engine.choose_streams(n, getattr(pred, "min_stream_len", 1 << 16),
-                                 getattr(pred, "max_streams", 64))
+    return engine.choose_streams(n, *stream_limits(pred))
 
 
 def _length(f: BinaryIO) -> int:
@@ -118,12 +118,9 @@ def info(src: BinaryIO) -> FileInfo:
     """Reads the header and walks every record (checking record CRCs, not decoding)."""
     start = src.tell()
     header = container.read_header(src)
-    lengths = header.stream_lengths()
     n_seg = 0
-    for t0 in range(0, lengths[0], header.segment_steps):
-        t1 = min(lengths[0], t0 + header.segment_steps)
-        expected = int(engine.active_counts(lengths, t0, t1).sum())
-        rec = container.read_record(src, expected_symbols=expected)
+    for _, _, active in engine.segments(header.stream_lengths(), header.segment_steps):
+        rec = container.read_record(src, expected_symbols=int(active.sum()))
         if not isinstance(rec, container.SegmentRecord):
             raise FormatError("corrupt .nnc data (end record before the last segment)")
         n_seg += 1

@@ -19,7 +19,7 @@ import numpy as np
 from . import coding, container
 from .container import Header
 from .errors import ChecksumError, FormatError
-from .predictors.base import Predictor
+from .predictors.base import DEFAULT_MAX_STREAMS, DEFAULT_MIN_STREAM_LEN, Predictor
 
 Progress = Optional[Callable[[int], None]]
 
@@ -31,7 +31,8 @@ _PROGRESS_STEPS = 4096
 _SEGMENT_SYMBOLS = 1 << 20
 
 
-def choose_streams(n: int, min_stream_len: int = 1 << 16, max_streams: int = 64) -> int:
+def choose_streams(n: int, min_stream_len: int = DEFAULT_MIN_STREAM_LEN,
+                   max_streams: int = DEFAULT_MAX_STREAMS) -> int:
     """Stream count for an input of n bytes: one stream for short inputs, then one more per
     min_stream_len bytes, at most max_streams; adjusted so that no stream is empty."""
     return fit_streams(n, min(max_streams, n // max(1, min_stream_len)))
@@ -55,6 +56,13 @@ def active_counts(lengths: list[int], t0: int, t1: int) -> np.ndarray:
     lens = np.asarray(lengths)
     steps = np.arange(t0, t1)
     return (lens[None, :] > steps[:, None]).sum(axis=1)
+
+
+def segments(lengths: list[int], segment_steps: int):
+    """The segments of a file: (t0, t1, active streams per step) in order."""
+    for t0 in range(0, lengths[0], segment_steps):
+        t1 = min(lengths[0], t0 + segment_steps)
+        yield t0, t1, active_counts(lengths, t0, t1)
 
 
 class _Side:
@@ -90,9 +98,7 @@ def run(predictor: Predictor, lengths: list[int], segment_steps: int, side: _Sid
         return 0
     weights = predictor.start(n_streams)
     n_seg = 0
-    for t0 in range(0, total_steps, segment_steps):
-        t1 = min(total_steps, t0 + segment_steps)
-        active = active_counts(lengths, t0, t1)
+    for t0, t1, active in segments(lengths, segment_steps):
         side.begin(n_seg, t0, t1, int(active.sum()))
         for t in range(t0, t1):
             a = int(active[t - t0])

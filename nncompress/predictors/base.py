@@ -25,6 +25,17 @@ import numpy as np
 
 NO_MODEL_SHA256 = bytes(32)
 
+# How a predictor may shape the default stream count (engine.choose_streams): one stream per
+# min_stream_len bytes, at most max_streams. Predictors may set these as attributes.
+DEFAULT_MIN_STREAM_LEN = 1 << 16
+DEFAULT_MAX_STREAMS = 64
+
+
+def stream_limits(predictor) -> tuple[int, int]:
+    """(min_stream_len, max_streams) of a predictor, with the defaults above."""
+    return (getattr(predictor, "min_stream_len", DEFAULT_MIN_STREAM_LEN),
+            getattr(predictor, "max_streams", DEFAULT_MAX_STREAMS))
+
 
 @dataclass(frozen=True)
 class PredictorIdentity:

@@ -21,7 +21,7 @@ import hashlib
 
 import numpy as np
 
-from .base import PredictorIdentity
+from .base import PredictorIdentity, stream_limits
 
 P_BITS = 22           # member tables: Q22, each entry >= 1
 A_BITS = 14           # mixing weights: Q14 (sum about 2**14)
@@ -79,8 +79,9 @@ class Mixture:
             {"share": self.share, "temper": self.temper, "buckets": "class4-v1",
              "members": [{"name": m.identity.name, "sha256": m.identity.model_sha256.hex(),
                           "settings": m.identity.settings} for m in members]})
-        self.min_stream_len = min(getattr(m, "min_stream_len", 1 << 16) for m in members)
-        self.max_streams = min(getattr(m, "max_streams", 64) for m in members)
+        limits = [stream_limits(m) for m in members]
+        self.min_stream_len = min(lo for lo, _ in limits)
+        self.max_streams = min(hi for _, hi in limits)
 
     def _mix(self):
         a = self.P[0].shape[0]

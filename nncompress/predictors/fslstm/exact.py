@@ -47,7 +47,7 @@ class _NumpyOps:
         return np.asarray(x)
 
     @staticmethod
-    def zeros(shape, like):
+    def zeros(shape):
         return np.zeros(shape, dtype=np.int64)
 
     @staticmethod
@@ -71,10 +71,6 @@ class _NumpyOps:
     def rowmax(x):
         return x.max(axis=-1)
 
-    @staticmethod
-    def cat(xs):
-        return np.concatenate(xs, axis=-1)
-
 
 class _TorchOps:
     name = "torch"
@@ -90,7 +86,7 @@ class _TorchOps:
             x = t.from_numpy(np.ascontiguousarray(x))
         return x.to(self.device)
 
-    def zeros(self, shape, like=None):
+    def zeros(self, shape):
         return self.torch.zeros(shape, dtype=self.torch.int64, device=self.device)
 
     def clamp(self, x, lo, hi):
@@ -110,9 +106,6 @@ class _TorchOps:
 
     def rowmax(self, x):
         return x.max(dim=-1).values
-
-    def cat(self, xs):
-        return self.torch.cat(xs, dim=-1)
 
 
 def ops_for(backend: str = "numpy", device: str = "cpu"):
@@ -252,10 +245,10 @@ class ExactFSRNN:
 
     def start(self, n_streams: int):
         o, cfg = self.ops, self.cfg
-        self.hF = o.zeros((n_streams, cfg["fast"]), None)
-        self.cF = o.zeros((n_streams, cfg["fast"]), None)
-        self.hS = o.zeros((n_streams, cfg["slow"]), None)
-        self.cS = o.zeros((n_streams, cfg["slow"]), None)
+        self.hF = o.zeros((n_streams, cfg["fast"]))
+        self.cF = o.zeros((n_streams, cfg["fast"]))
+        self.hS = o.zeros((n_streams, cfg["slow"]))
+        self.cS = o.zeros((n_streams, cfg["slow"]))
         return self._weights(self.hF)
 
     def step(self, symbols):

@@ -20,20 +20,16 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ...errors import NNCError
 from . import exact
 from .predictor import ARITH, FSLSTMPredictor, save_exact
 
-TRAIN_FORMAT = "nncompress-fslstm"
-
 
 def load_float(path):
-    """(cfg dict, numpy state dict) of a training checkpoint or float model file."""
-    import torch
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(blob, dict) or blob.get("format") != TRAIN_FORMAT:
-        raise click.ClickException(f"{path} is not an FS-LSTM float model file")
-    sd = blob.get("state_dict") or blob.get("model")
-    return dict(blob["config"]), {k: v.float().numpy() for k, v in sd.items()}
+    """(cfg dict, numpy state dict) of a float model file written by training."""
+    from ...train import load_model
+    m = load_model(path)
+    return m.cfg.to_dict(), {k: v.detach().float().numpy() for k, v in m.state_dict().items()}
 
 
 def float_bits(cfg: dict, sd: dict, data: bytes, n_streams: int) -> float:
@@ -133,7 +129,10 @@ def _validate(cfg, sd, q, val, val_bytes, n_streams) -> dict:
 @click.option("--val-bytes", default=1 << 18, show_default=True)
 def export_cmd(ckpt, name, out_dir, val, val_bytes):
     """Convert a trained float checkpoint into a shipped integer model file."""
-    rec = export(ckpt, name, out_dir, val, val_bytes)
+    try:
+        rec = export(ckpt, name, out_dir, val, val_bytes)
+    except NNCError as e:
+        raise click.ClickException(str(e)) from None
     click.echo(json.dumps({k: rec[k] for k in ("name", "sha256", "bytes")}))
     if "validation" in rec:
         v = rec["validation"]
