@@ -34,11 +34,16 @@ def _length(f: BinaryIO) -> int:
 
 def compress_stream(src: BinaryIO, dst: BinaryIO, *, model: Optional[str] = None,
                     device: str = "auto", streams: Optional[int] = None,
-                    segment_steps: Optional[int] = None, progress: Progress = None) -> RunStats:
-    """Compresses the whole seekable binary file `src` (from offset 0) into `dst`."""
+                    segment_steps: Optional[int] = None, progress: Progress = None,
+                    dynamic_eval=None) -> RunStats:
+    """Compresses the whole seekable binary file `src` (from offset 0) into `dst`.
+
+    `dynamic_eval`: None/False (static model), True (the model's tuned settings) or a dict of
+    overrides {"segment": steps, "lr": float, "decay": float, "eps": float}. The settings used
+    are recorded in the header; decoding needs nothing but the file and the model."""
     src.seek(0)
     n = _length(src)
-    pred = models.build_predictor(model, device=device)
+    pred = models.build_predictor(model, device=device, dynamic_eval=dynamic_eval)
     s = _stream_count(pred, n, streams)
     return engine.encode(src, n, dst, pred, s, segment_steps, progress)
 
@@ -74,11 +79,12 @@ def decompress_stream(src: BinaryIO, sink: BinaryIO, *, model: Optional[str] = N
 
 
 def compress(data: bytes, *, model: Optional[str] = None, device: str = "auto",
-             streams: Optional[int] = None, segment_steps: Optional[int] = None) -> bytes:
-    """Compresses `data` into a complete .nnc file."""
+             streams: Optional[int] = None, segment_steps: Optional[int] = None,
+             dynamic_eval=None) -> bytes:
+    """Compresses `data` into a complete .nnc file (`dynamic_eval`: see compress_stream)."""
     out = io.BytesIO()
     compress_stream(io.BytesIO(bytes(data)), out, model=model, device=device, streams=streams,
-                    segment_steps=segment_steps)
+                    segment_steps=segment_steps, dynamic_eval=dynamic_eval)
     return out.getvalue()
 
 
@@ -91,13 +97,13 @@ def decompress(data: bytes, *, model: Optional[str] = None, device: str = "auto"
 
 
 def cross_entropy(data: bytes, *, model: Optional[str] = None, device: str = "auto",
-                  streams: Optional[int] = None) -> float:
+                  streams: Optional[int] = None, dynamic_eval=None) -> float:
     """The model's ideal code length in bits per byte under the quantised tables that coding
     would use (the container and coder overhead come on top)."""
     data = bytes(data)
     if not data:
         return 0.0
-    pred = models.build_predictor(model, device=device)
+    pred = models.build_predictor(model, device=device, dynamic_eval=dynamic_eval)
     stats = engine.measure(io.BytesIO(data), len(data), pred, _stream_count(pred, len(data), streams))
     return stats.ideal_bits / len(data)
 

@@ -229,12 +229,26 @@ stdout_opt = click.option("-c", "--stdout", "to_stdout", is_flag=True,
               help="Mix several predictors, with weights learned online (same as --model A+B).")
 @click.option("--streams", type=click.IntRange(1, 1 << 20), default=None,
               help="Number of streams coded in lockstep (default: from the input size).")
+@click.option("--dynamic-eval/--no-dynamic-eval", "dyn", default=None,
+              help="Keep training the FS-LSTM's output layer on the text as it is coded "
+              "(the decoder repeats it). Default: off.")
+@click.option("--de-segment", type=click.IntRange(1, 1 << 16), default=None, metavar="STEPS",
+              help="Dynamic evaluation: steps between weight updates (default: the model's).")
+@click.option("--de-lr", type=click.FloatRange(0, 1), default=None, metavar="LR",
+              help="Dynamic evaluation: learning rate (default: the model's).")
+@click.option("--de-decay", type=click.FloatRange(0, 1), default=None, metavar="LAMBDA",
+              help="Dynamic evaluation: decay toward the trained weights (default: the model's).")
 @verbose_opt
 @quiet_opt
 @_exit_on_failure
-def compress_cmd(src, dst, to_stdout, force, verify, model, device, ensemble, streams, verbose,
-                 quiet):
+def compress_cmd(src, dst, to_stdout, force, verify, model, device, ensemble, streams, dyn,
+                 de_segment, de_lr, de_decay, verbose, quiet):
     """Compress IN into OUT (default IN.nnc; '-' is stdin/stdout). IN is kept."""
+    overrides = {k: v for k, v in (("segment", de_segment), ("lr", de_lr), ("decay", de_decay))
+                 if v is not None}
+    if overrides and dyn is False:
+        raise click.UsageError("--de-* options need --dynamic-eval")
+    dynamic_eval = (overrides or True) if (dyn or overrides) else None
     if ensemble is not None:
         if model is not None:
             raise click.UsageError("give either --model or --ensemble")
@@ -255,7 +269,7 @@ def compress_cmd(src, dst, to_stdout, force, verify, model, device, ensemble, st
         n = os.fstat(fin.fileno()).st_size
         with _atomic_output(target, force, _default_mode(src)) as fout, _progress(n, "compressing", quiet) as prog:
             stats = api.compress_stream(fin, fout, model=model, device=device, streams=streams,
-                                        progress=prog)
+                                        progress=prog, dynamic_eval=dynamic_eval)
             if verify:
                 fout.seek(0)
                 with tempfile.TemporaryFile() as check:

@@ -110,8 +110,10 @@ def resolve(name_or_path: str) -> ModelRef:
     raise ModelError(f"unknown model {name!r}; available: {', '.join(available())}")
 
 
-def load_predictor(ref: ModelRef, settings: Optional[dict] = None, device: str = "auto") -> Predictor:
-    """Builds the predictor for `ref`. `settings` (from a file header) override the defaults."""
+def load_predictor(ref: ModelRef, settings: Optional[dict] = None, device: str = "auto",
+                   dynamic_eval=None) -> Predictor:
+    """Builds the predictor for `ref`. `settings` (from a file header) override the defaults;
+    `dynamic_eval` (None/False, True, or a dict of overrides) only concerns FS-LSTM models."""
     if ref.name == "ctx1" and ref.builtin:
         from .predictors.context import ContextModel
         return ContextModel(**(settings or {}))
@@ -119,7 +121,7 @@ def load_predictor(ref: ModelRef, settings: Optional[dict] = None, device: str =
         from .predictors.order0 import Order0
         return Order0(**(settings or {}))
     from .predictors.fslstm.predictor import load_fslstm  # torch is imported from here on
-    return load_fslstm(ref, settings=settings, device=device)
+    return load_fslstm(ref, settings=settings, device=device, dynamic_eval=dynamic_eval)
 
 
 def ref_for_header(name: str, sha256: bytes, extra: Iterable[str] = ()) -> ModelRef:
@@ -147,13 +149,20 @@ def ref_for_header(name: str, sha256: bytes, extra: Iterable[str] = ()) -> Model
 
 
 
-def build_predictor(spec: Optional[str] = None, device: str = "auto") -> Predictor:
-    """The predictor for compressing with `spec`: one model, or an ensemble "A+B+..."."""
+def build_predictor(spec: Optional[str] = None, device: str = "auto",
+                    dynamic_eval=None) -> Predictor:
+    """The predictor for compressing with `spec`: one model, or an ensemble "A+B+...".
+    With `dynamic_eval`, every FS-LSTM member adapts (see predictors/fslstm/dyneval.py); the
+    built-in context models adapt by counting anyway."""
     refs = resolve_all(spec)
-    if len(refs) == 1:
-        return load_predictor(refs[0], device=device)
+    if dynamic_eval and all(r.builtin for r in refs):
+        raise ModelError(f"dynamic evaluation needs an FS-LSTM model; {spec or DEFAULT_MODEL!r} "
+                         "has none (the built-in context models adapt by counting anyway)")
+    preds = [load_predictor(r, device=device, dynamic_eval=dynamic_eval) for r in refs]
+    if len(preds) == 1:
+        return preds[0]
     from .predictors.mix import Mixture
-    return Mixture([load_predictor(r, device=device) for r in refs])
+    return Mixture(preds)
 
 
 def predictor_for_header(name: str, sha256: bytes, settings: dict, extra: Iterable[str] = (),

@@ -104,3 +104,30 @@ def test_load_model_refuses_a_file_that_is_not_a_model(tmp_path):
     junk.write_bytes(b"not a model\n")
     with pytest.raises(ModelError, match="cannot read model file"):
         load_model(junk)
+
+
+def test_export_with_dynamic_evaluation_statistics(data, tmp_path):
+    """train -> export --de-data: the model file carries the statistics and the tuned settings,
+    the record the static and dynamic cross-entropy, and the model compresses with --dynamic-eval."""
+    import nncompress
+    from nncompress.predictors.fslstm.export import export_cmd
+    paths, val = data
+    out = tmp_path / "m.pt"
+    train(_tiny(), paths, val, out, 4, device="cpu", eval_every=4, val_bytes=256)
+    de_text = tmp_path / "de.txt"
+    de_text.write_bytes(TEXT[:6000])
+    args = [str(out), "--name", "tiny-de", "--out-dir", str(tmp_path / "models"), "--val", str(val[0]),
+            "--val-bytes", "2048", "--de-data", str(de_text)]
+    r = CliRunner().invoke(export_cmd, args)
+    assert r.exit_code == 0, r.output
+    assert "dynamic evaluation" in r.output
+    rec = json.loads((tmp_path / "models" / "tiny-de.json").read_text())
+    assert rec["config"]["dyneval"]["stats"]["bytes"] == 6000
+    assert set(rec["config"]["dyneval"]["settings"]) == {"segment", "lr", "decay", "eps"}
+    v = rec["validation"]
+    assert v["dyneval_bpb"] > 0 and v["dyneval_vs_static"] == pytest.approx(
+        v["dyneval_bpb"] / v["exact_bpb"] - 1)
+    model = str(tmp_path / "models" / "tiny-de.pt")
+    blob = nncompress.compress(TEXT[:3000], model=model, dynamic_eval=True, device="cpu")
+    assert nncompress.decompress(blob, model=model) == TEXT[:3000]
+    assert CliRunner().invoke(export_cmd, args).exit_code != 0   # a released name is never reused

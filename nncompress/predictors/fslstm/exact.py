@@ -51,6 +51,10 @@ class _NumpyOps:
         return np.zeros(shape, dtype=np.int64)
 
     @staticmethod
+    def arange(n):
+        return np.arange(n)
+
+    @staticmethod
     def clamp(x, lo, hi):
         return np.minimum(np.maximum(x, lo), hi)  # np.clip's wrapper costs 10 us a call
 
@@ -88,6 +92,9 @@ class _TorchOps:
 
     def zeros(self, shape):
         return self.torch.zeros(shape, dtype=self.torch.int64, device=self.device)
+
+    def arange(self, n):
+        return self.torch.arange(n, device=self.device)
 
     def clamp(self, x, lo, hi):
         return self.torch.clamp(x, lo, hi)

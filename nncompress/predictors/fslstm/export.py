@@ -21,7 +21,7 @@ import click
 import numpy as np
 
 from ...errors import NNCError
-from . import exact
+from . import dyneval, exact
 from .predictor import ARITH, FSLSTMPredictor, save_exact
 
 
@@ -53,10 +53,12 @@ def float_bits(cfg: dict, sd: dict, data: bytes, n_streams: int) -> float:
     return bits / math.log(2)
 
 
-def exact_bits(cfg: dict, q: dict, data: bytes, n_streams: int) -> tuple[float, float]:
-    """(total bits under the quantised tables through the real engine, seconds)."""
+def exact_bits(cfg: dict, q: dict, data: bytes, n_streams: int,
+               de: "dyneval.DynEvalSettings | None" = None) -> tuple[float, float]:
+    """(total bits under the quantised tables through the real engine, seconds); with `de`,
+    under dynamic evaluation."""
     from ... import engine
-    p = FSLSTMPredictor("export-check", bytes(32), cfg, q, device="cpu")
+    p = FSLSTMPredictor("export-check", bytes(32), cfg, q, device="cpu", de=de)
     L = len(data) // n_streams
     st = engine.measure(io.BytesIO(data[: n_streams * L]), n_streams * L, p, n_streams)
     return st.ideal_bits, st.seconds
@@ -75,20 +77,44 @@ def read_val(path: str, n: int, skip: int = VAL_SKIP) -> tuple[bytes, int]:
     return data[start: start + n], start
 
 
+# Dynamic-evaluation statistics: this much training text, from this offset, in these streams.
+DE_STATS_SKIP = 1 << 20
+DE_STATS_BYTES = 1 << 18
+DE_STATS_STREAMS = 16
+DE_STATS_SEGMENT = 32
+
+
+def add_dyneval_stats(cfg: dict, q: dict, data_path: str) -> dict:
+    """Measures the gradient statistics on training text (never the validation shard or the
+    corpora) and adds them to q; returns the provenance recorded in config["dyneval"]."""
+    data, offset = read_val(data_path, DE_STATS_BYTES, DE_STATS_SKIP)
+    t0 = time.time()
+    q.update(dyneval.measure_stats(cfg, q, data, DE_STATS_STREAMS, DE_STATS_SEGMENT))
+    return {"arith": dyneval.ARITH, "data": str(data_path),
+            "data_sha256": hashlib.sha256(data).hexdigest(), "offset": offset, "bytes": len(data),
+            "streams": DE_STATS_STREAMS, "segment": DE_STATS_SEGMENT,
+            "seconds": round(time.time() - t0, 1)}
+
+
 def export(ckpt: str, name: str, out_dir: Path, val: str | None, val_bytes: int,
-           n_streams: int = 16) -> dict:
+           n_streams: int = 16, de_data: str | None = None) -> dict:
     cfg, sd = load_float(ckpt)
     q = exact.quantize_model(cfg, sd)
+    file_cfg = dict(cfg)
+    if de_data:
+        settings = dyneval.DynEvalSettings().to_json()
+        del settings["arith"]
+        file_cfg["dyneval"] = {"stats": add_dyneval_stats(cfg, q, de_data), "settings": settings}
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / f"{name}.pt"
     if model_path.exists():
         raise click.ClickException(f"{model_path} exists: a released model is never changed; "
                                    "choose a new name")
     tmp_path = out_dir / f".{name}.pt.tmp"
-    save_exact(tmp_path, cfg, q)
+    save_exact(tmp_path, file_cfg, q)
     sha = hashlib.sha256(tmp_path.read_bytes()).hexdigest()
     rec: dict = {"name": name, "sha256": sha, "arith": ARITH, "bytes": tmp_path.stat().st_size,
-                 "config": cfg, "exported_from": str(ckpt),
+                 "config": file_cfg, "exported_from": str(ckpt),
                  "exported": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "export_host": platform.node()}
     train_rec = Path(ckpt).with_suffix(".json")
     if train_rec.is_file():
@@ -112,11 +138,16 @@ def _validate(cfg, sd, q, val, val_bytes, n_streams) -> dict:
         raise click.ClickException(f"{val}: too little validation text")
     fb = float_bits(cfg, sd, data, n_streams)
     eb, sec = exact_bits(cfg, q, data, n_streams)
-    return {
+    out = {
         "data": str(val), "offset": offset, "bytes": n, "streams": n_streams,
         "float_bpb": fb / n, "exact_bpb": eb / n, "exact_vs_float": (eb - fb) / fb,
         "exact_cpu_kBps": n / sec / 1000, "exact_backend": "numpy (CPU)",
     }
+    if "de.ms.out_W" in q:
+        db, dsec = exact_bits(cfg, q, data, n_streams, dyneval.DynEvalSettings())
+        out.update({"dyneval_bpb": db / n, "dyneval_vs_static": (db - eb) / eb,
+                    "dyneval_cpu_kBps": n / dsec / 1000})
+    return out
 
 
 @click.command("export")
@@ -127,10 +158,13 @@ def _validate(cfg, sd, q, val, val_bytes, n_streams) -> dict:
 @click.option("--val", default=None, help="Held-out text (file, folder or .tar.xz) to measure "
               "float vs exact cross-entropy on.")
 @click.option("--val-bytes", default=1 << 18, show_default=True)
-def export_cmd(ckpt, name, out_dir, val, val_bytes):
+@click.option("--de-data", default=None, help="Training text (file, folder or .tar.xz; not the "
+              "validation shard) to measure the dynamic-evaluation statistics on; without it the "
+              "model cannot be used with --dynamic-eval.")
+def export_cmd(ckpt, name, out_dir, val, val_bytes, de_data):
     """Convert a trained float checkpoint into a shipped integer model file."""
     try:
-        rec = export(ckpt, name, out_dir, val, val_bytes)
+        rec = export(ckpt, name, out_dir, val, val_bytes, de_data=de_data)
     except NNCError as e:
         raise click.ClickException(str(e)) from None
     click.echo(json.dumps({k: rec[k] for k in ("name", "sha256", "bytes")}))
@@ -138,3 +172,6 @@ def export_cmd(ckpt, name, out_dir, val, val_bytes):
         v = rec["validation"]
         click.echo(f"float {v['float_bpb']:.4f} bpb, exact {v['exact_bpb']:.4f} bpb "
                    f"({100 * v['exact_vs_float']:+.2f}%), exact CPU {v['exact_cpu_kBps']:.1f} KB/s")
+        if "dyneval_bpb" in v:
+            click.echo(f"dynamic evaluation {v['dyneval_bpb']:.4f} bpb "
+                       f"({100 * v['dyneval_vs_static']:+.2f}%), {v['dyneval_cpu_kBps']:.1f} KB/s")

@@ -1,8 +1,10 @@
 """The FS-LSTM as a coding predictor: loads an exported integer model file and steps it exactly.
 
 A model file (models/NAME.pt) is a plain dict read with torch.load(weights_only=True):
-    {"format": "nncompress-fslstm-exact", "version": 1, "config": {...FSConfig...},
+    {"format": "nncompress-fslstm-exact", "version": 1 or 2, "config": {...FSConfig...},
      "tensors": {name: int tensor or int}}   (see exact.quantize_model for the names)
+Version 2 adds the dynamic-evaluation statistics ("de.ms.*" tensors, see dyneval.py) and
+config["dyneval"], the settings tuned for the model (used when none are given).
 Its SHA-256 is checked by nncompress.models before it gets here.
 """
 from __future__ import annotations
@@ -13,15 +15,16 @@ import numpy as np
 
 from ...errors import ModelError, ModelMismatchError
 from ..base import PredictorIdentity
-from . import exact
+from . import dyneval, exact
 
 FORMAT = "nncompress-fslstm-exact"
-VERSION = 1
+VERSIONS = (1, 2)
 ARITH = "exact-v1"   # the integer arithmetic of exact.py; a change needs a new tag
 
 
 def save_exact(path, cfg: dict, q: dict) -> None:
     import torch
+    version = 2 if any(k.startswith("de.") for k in q) else 1
     tensors = {}
     for k, v in q.items():
         if isinstance(v, (int, np.integer)):
@@ -32,7 +35,7 @@ def save_exact(path, cfg: dict, q: dict) -> None:
             if np.abs(a).max(initial=0) >= (1 << 31):
                 raise ValueError(f"{k} does not fit in int32")
             tensors[k] = torch.from_numpy(a.astype(dt))
-    torch.save({"format": FORMAT, "version": VERSION, "config": dict(cfg), "tensors": tensors}, path)
+    torch.save({"format": FORMAT, "version": version, "config": dict(cfg), "tensors": tensors}, path)
 
 
 def read_exact(path) -> tuple[dict, dict]:
@@ -43,7 +46,7 @@ def read_exact(path) -> tuple[dict, dict]:
         raise ModelError(f"cannot read model file {path}: {e}") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ModelError(f"{path} is not an nncompress FS-LSTM model file")
-    if blob.get("version") != VERSION:
+    if blob.get("version") not in VERSIONS:
         raise ModelError(f"{path}: unsupported model file version {blob.get('version')}")
     q = {k: (v if isinstance(v, int) else v.numpy().astype(np.int64))
          for k, v in blob["tensors"].items()}
@@ -69,11 +72,19 @@ class FSLSTMPredictor:
     min_stream_len = 1 << 12
     max_streams = 1024
 
-    def __init__(self, name: str, sha256: bytes, cfg: dict, q: dict, device: str = "auto"):
-        self.identity = PredictorIdentity(name, sha256, {"arith": ARITH})
-        backend, dev = pick_device(device)
+    def __init__(self, name: str, sha256: bytes, cfg: dict, q: dict, device: str = "auto",
+                 de: "dyneval.DynEvalSettings | None" = None, backend: str | None = None):
+        settings = {"arith": ARITH}
+        if de is not None:
+            settings["dyneval"] = de.to_json()
+        self.identity = PredictorIdentity(name, sha256, settings)
+        if backend is None:
+            backend, dev = pick_device(device)
+        else:  # tests: the torch backend on the CPU is what CUDA runs
+            dev = device if device != "auto" else "cpu"
         self.backend = backend
         self.net = exact.ExactFSRNN(cfg, q, backend=backend, device=dev)
+        self.de = dyneval.OutputDynEval(self.net, q, de) if de is not None else None
 
         self._blas = _one_blas_thread() if backend == "numpy" else contextlib.nullcontext
 
@@ -82,14 +93,22 @@ class FSLSTMPredictor:
 
     def start(self, n_streams: int) -> np.ndarray:
         with self._blas():
-            return self._out(self.net.start(n_streams))
+            w = self.net.start(n_streams)
+            if self.de is not None:
+                self.de.predicted(w)
+            return self._out(w)
 
     def step(self, symbols: np.ndarray) -> np.ndarray:
         s = np.asarray(symbols, dtype=np.int64)
         if self.backend == "torch":
             s = self.net.ops.asarray(s)
         with self._blas():
-            return self._out(self.net.step(s))
+            if self.de is not None:
+                self.de.observe(s)
+            w = self.net.step(s)
+            if self.de is not None:
+                self.de.predicted(w)
+            return self._out(w)
 
 
 def _one_blas_thread():
@@ -104,9 +123,33 @@ def _one_blas_thread():
     return lambda: ctl.limit(limits=1, user_api="blas")
 
 
-def load_fslstm(ref, settings=None, device: str = "auto") -> FSLSTMPredictor:
-    if settings is not None and settings.get("arith") != ARITH:
-        raise ModelMismatchError(f"this file was made with FS-LSTM arithmetic "
-                                 f"{settings.get('arith')!r}; this nncompress has {ARITH!r}")
+def default_dyneval(cfg: dict) -> "dyneval.DynEvalSettings":
+    """The dynamic-evaluation settings a model file recommends (or the module's defaults)."""
+    return dyneval.DynEvalSettings(**cfg.get("dyneval", {}).get("settings", {}))
+
+
+def load_fslstm(ref, settings=None, device: str = "auto", dynamic_eval=None) -> FSLSTMPredictor:
+    """`settings` come from a file header (decoding); otherwise `dynamic_eval` is None (off),
+    True (the model's tuned settings) or a dict overriding some of them."""
+    de = None
+    if settings is not None:
+        if settings.get("arith") != ARITH:
+            raise ModelMismatchError(f"this file was made with FS-LSTM arithmetic "
+                                     f"{settings.get('arith')!r}; this nncompress has {ARITH!r}")
+        if set(settings) - {"arith", "dyneval"}:
+            raise ModelMismatchError(f"unknown FS-LSTM settings in this file: {sorted(settings)}")
+        if "dyneval" in settings:
+            try:
+                de = dyneval.DynEvalSettings.from_json(settings["dyneval"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise ModelMismatchError(f"this file's dynamic evaluation is not understood by "
+                                         f"this version of nncompress ({e})") from None
     cfg, q = read_exact(ref.path)
-    return FSLSTMPredictor(ref.name, ref.sha256, cfg, q, device)
+    if settings is None and dynamic_eval:
+        de = default_dyneval(cfg)
+        if isinstance(dynamic_eval, dict):
+            de = dyneval.DynEvalSettings(**{**de.__dict__, **dynamic_eval})
+    if de is not None and "de.ms.out_W" not in q:
+        raise ModelError(f"model {ref.name!r} has no dynamic-evaluation statistics "
+                         "(a version 1 model file); use a model exported with them")
+    return FSLSTMPredictor(ref.name, ref.sha256, cfg, q, device, de)
