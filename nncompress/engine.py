@@ -3,7 +3,8 @@
 The input is cut into S contiguous streams (container.stream_lengths). At step t every active
 stream codes one byte: the predictor's weights for all of them are quantised in one call
 (coding.quantize) and coded in one coder call, then the predictor is stepped with the bytes just
-coded. Steps are grouped into segments; each segment is an independent range-coder message. The
+coded. The encoder may do its quantising and coding in a second process (coder_process.py) while
+the predictor runs; the bytes are the same either way. Steps are grouped into segments; each segment is an independent range-coder message. The
 only difference between the directions is where the bytes of a step come from (the input, or the
 decoder), which `_Side` objects supply; the predictor calls are identical by construction.
 """
@@ -29,6 +30,8 @@ _ENCODE_BATCH_ROWS = 1 << 11
 _PROGRESS_STEPS = 4096
 # Aim for about this many symbols per segment.
 _SEGMENT_SYMBOLS = 1 << 20
+# Inputs from this size on are coded in a second process when the machine has 2 or more cores.
+CODER_PROCESS_MIN_BYTES = 1 << 20
 
 
 def choose_streams(n: int, min_stream_len: int = DEFAULT_MIN_STREAM_LEN,
@@ -70,7 +73,9 @@ class _Side:
 
     def begin(self, seg: int, t0: int, t1: int, n_symbols: int) -> None: ...
 
-    def code(self, t: int, freq: np.ndarray) -> np.ndarray: ...
+    def code(self, t: int, weights: np.ndarray) -> np.ndarray:
+        """Codes step t given the predictor's weights for its active streams (the side
+        quantises them) and returns the step's symbols."""
 
     def end(self, seg: int) -> None: ...
 
@@ -102,7 +107,7 @@ def run(predictor: Predictor, lengths: list[int], segment_steps: int, side: _Sid
         side.begin(n_seg, t0, t1, int(active.sum()))
         for t in range(t0, t1):
             a = int(active[t - t0])
-            symbols = side.code(t, coding.quantize(weights[:a]))
+            symbols = side.code(t, weights[:a])
             if t + 1 < total_steps:
                 weights = predictor.step(symbols)
             if progress is not None and (t + 1 - t0) % _PROGRESS_STEPS == 0:
@@ -124,8 +129,10 @@ def _segment_crc(block: np.ndarray, lengths: list[int], t0: int, t1: int) -> int
 
 
 class _EncodeSide(_Side):
-    def __init__(self, src: BinaryIO, lengths: list[int], out: BinaryIO, measure_only: bool = False):
+    def __init__(self, src: BinaryIO, lengths: list[int], out: BinaryIO, measure_only: bool = False,
+                 coder=None):
         self.src, self.lengths, self.out, self.measure_only = src, lengths, out, measure_only
+        self.coder = coder  # a coder_process.CoderProcess, or None to code here
         self.span = lengths[0]
         self.written = 0
         self.ideal_bits = 0.0
@@ -141,7 +148,9 @@ class _EncodeSide(_Side):
                 if len(b) != k:
                     raise OSError("input changed size while being compressed")
                 self.block[s, :k] = np.frombuffer(b, dtype=np.uint8)
-        self.enc = None if self.measure_only else coding.SegmentEncoder()
+        if self.coder is not None:
+            self.coder.begin()
+        self.enc = None if self.measure_only or self.coder else coding.SegmentEncoder()
         self.pend_sym: list[np.ndarray] = []
         self.pend_freq: list[np.ndarray] = []
         self.pend_rows = 0
@@ -156,8 +165,12 @@ class _EncodeSide(_Side):
         self.ideal_bits += coding.code_length_bits(freq, sym)
         self.pend_sym, self.pend_freq, self.pend_rows = [], [], 0
 
-    def code(self, t, freq):
-        symbols = self.block[: len(freq), t - self.t0].astype(np.int64)
+    def code(self, t, weights):
+        symbols = self.block[: len(weights), t - self.t0].astype(np.int64)
+        if self.coder is not None:
+            self.coder.code(symbols, weights)
+            return symbols
+        freq = coding.quantize(weights)
         self.pend_sym.append(symbols)
         self.pend_freq.append(freq)
         self.pend_rows += len(freq)
@@ -166,10 +179,14 @@ class _EncodeSide(_Side):
         return symbols
 
     def end(self, seg):
-        self._flush()
-        if self.enc is None:
-            return
-        words = self.enc.finish().astype("<u4").tobytes()
+        if self.coder is not None:
+            words, bits = self.coder.end()
+            self.ideal_bits += bits
+        else:
+            self._flush()
+            if self.enc is None:
+                return
+            words = self.enc.finish().astype("<u4").tobytes()
         rec = container.pack_segment(self.n_symbols, words,
                                      _segment_crc(self.block, self.lengths, self.t0, self.t1))
         self.out.write(rec)
@@ -189,7 +206,8 @@ class _DecodeSide(_Side):
         self.dec = coding.SegmentDecoder(np.frombuffer(rec.words, dtype="<u4"))
         self.block = np.zeros((len(self.lengths), t1 - t0), dtype=np.uint8)
 
-    def code(self, t, freq):
+    def code(self, t, weights):
+        freq = coding.quantize(weights)
         try:
             symbols = self.dec.decode(freq)
         except (KeyboardInterrupt, SystemExit):
@@ -210,9 +228,17 @@ class _DecodeSide(_Side):
                 self.sink.write(self.block[s, :k].tobytes())
 
 
+def use_coder_process(n: int) -> bool:
+    import os
+    return n >= CODER_PROCESS_MIN_BYTES and (os.cpu_count() or 1) >= 2
+
+
 def encode(src: BinaryIO, n: int, out: BinaryIO, predictor: Predictor, n_streams: int,
-           segment_steps: Optional[int] = None, progress: Progress = None) -> RunStats:
-    """Compresses the first n bytes of the seekable binary file `src` into `out`."""
+           segment_steps: Optional[int] = None, progress: Progress = None,
+           coder_process: Optional[bool] = None) -> RunStats:
+    """Compresses the first n bytes of the seekable binary file `src` into `out`.
+    `coder_process`: code in a second process (None: when use_coder_process(n)); the output
+    is the same either way."""
     t_start = time.perf_counter()
     if not container.valid_stream_count(n, n_streams):
         raise ValueError(f"invalid stream count {n_streams} for {n} bytes")
@@ -222,8 +248,16 @@ def encode(src: BinaryIO, n: int, out: BinaryIO, predictor: Predictor, n_streams
     head = container.pack_header(header)
     out.write(head)
     lengths = header.stream_lengths()
-    side = _EncodeSide(src, lengths, out)
-    n_seg = run(predictor, lengths, segment_steps, side, progress)
+    coder = None
+    if coder_process if coder_process is not None else use_coder_process(n):
+        from .coder_process import CoderProcess
+        coder = CoderProcess()
+    try:
+        side = _EncodeSide(src, lengths, out, coder=coder)
+        n_seg = run(predictor, lengths, segment_steps, side, progress)
+    finally:
+        if coder is not None:
+            coder.close()
     end = container.pack_end(n_seg, container.sha256_of(src, n))
     out.write(end)
     return RunStats(n, len(head) + side.written + len(end), n_streams, n_seg,

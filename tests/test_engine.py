@@ -4,6 +4,7 @@ import io
 import numpy as np
 import pytest
 
+import nncompress
 from nncompress import container, engine
 from nncompress.predictors.base import PredictorIdentity
 from nncompress.predictors.order0 import Order0
@@ -94,3 +95,24 @@ def test_wrong_predictor_is_detected_not_silent():
         _decode(blob, Order0(limit=64))
     from nncompress.errors import NNCError
     assert isinstance(e.value, NNCError)
+
+
+@pytest.mark.parametrize("model", ["ctx1", "order0"])
+def test_coder_process_writes_the_same_bytes(model):
+    """Coding in a second process (what large inputs get) gives the in-process bytes exactly,
+    across several segments and steps wider than one shared-memory slot."""
+    from nncompress import models
+    from nncompress.coder_process import SLOT_ROWS
+    rng = np.random.default_rng(5)
+    data = bytes(rng.integers(97, 100, 38500, dtype=np.uint8)) + b"the end" * 500  # 42000
+    streams = SLOT_ROWS + 52                              # 2100 streams of 20 bytes
+    assert container.valid_stream_count(len(data), streams)
+    outs, bits = [], []
+    for cp in (False, True):
+        out = io.BytesIO()
+        st = engine.encode(io.BytesIO(data), len(data), out, models.build_predictor(model),
+                           streams, 3, coder_process=cp)
+        outs.append(out.getvalue())
+        bits.append(st.ideal_bits)
+    assert outs[0] == outs[1] and bits[0] == pytest.approx(bits[1], rel=1e-12)
+    assert nncompress.decompress(outs[1]) == data
