@@ -175,6 +175,9 @@ def _resolve_models(api, spec: str | None) -> list:
         raise
 
 
+DE_SUFFIX = ":de"
+
+
 def nnc_compressors(models: tuple[str, ...], device: str, streams: int | None) -> list[Compressor]:
     """One Compressor per model. Compression goes through ``compress_stream`` when the API has it:
     its run statistics give the ideal code length (the same quantised tables as ``cross_entropy``)
@@ -185,34 +188,42 @@ def nnc_compressors(models: tuple[str, ...], device: str, streams: int | None) -
     api = _api()
     dec_takes_model = "model" in inspect.signature(api.decompress).parameters
     out = []
-    for m in models or (None,):
+    for spec in models or (None,):
+        m, de = spec, None
+        if spec is not None and spec.endswith(DE_SUFFIX):  # "MODEL:de": with dynamic evaluation
+            m, de = spec[: -len(DE_SUFFIX)] or None, True
         refs = _resolve_models(api, m)
         label = "+".join(r.name for r in refs) or m or "default"
+        if de:
+            label += " dyn-eval"
         paths = [Path(r.path) for r in refs if getattr(r, "path", None)]
         size = sum(p.stat().st_size for p in paths)
         c = Compressor(f"nnc {label}", None, None, is_nnc=True, repeat=False, model_file_bytes=size)
 
         if hasattr(api, "compress_stream"):
-            def comp(d, m=m, c=c):
+            def comp(d, m=m, c=c, de=de):
                 buf = io.BytesIO()
-                st = api.compress_stream(io.BytesIO(d), buf, model=m, device=device, streams=streams)
+                st = api.compress_stream(io.BytesIO(d), buf, model=m, device=device, streams=streams,
+                                         **({"dynamic_eval": de} if de else {}))
                 n = getattr(st, "original_bytes", len(d)) or len(d)
                 bits = getattr(st, "ideal_bits", None)
                 c.last = {"ideal_bpb": bits / n if bits is not None and n else None,
                           "streams": getattr(st, "n_streams", None)}
                 return buf.getvalue()
         else:
-            def comp(d, m=m, c=c):
+            def comp(d, m=m, c=c, de=de):
                 c.last = {}
-                return api.compress(d, model=m, device=device, streams=streams)
+                return api.compress(d, model=m, device=device, streams=streams,
+                                    **({"dynamic_eval": de} if de else {}))
 
         def dec(d, m=m):
             if dec_takes_model and m is not None:
                 return api.decompress(d, model=m, device=device)
             return api.decompress(d, device=device)
 
-        def ideal(d, m=m):
-            return float(api.cross_entropy(d, model=m, device=device, streams=streams))
+        def ideal(d, m=m, de=de):
+            return float(api.cross_entropy(d, model=m, device=device, streams=streams,
+                                           **({"dynamic_eval": de} if de else {})))
 
         ver = f"nncompress {getattr(api, '__version__', '') or _dist_version('nncompress')}, model {label}"
         if paths:
@@ -765,7 +776,8 @@ def bench_cmd():
 @bench_cmd.command("ratio")
 @click.argument("paths", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--model", "models", multiple=True, metavar="NAME",
-              help="nncompress model (repeat for several); default: the API's default model.")
+              help="nncompress model (repeat for several); NAME:de runs it with dynamic "
+              "evaluation. Default: the API's default model.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="results folder [results/bench-YYYYmmdd-HHMMSS]")
 @click.option("--device", default="auto", show_default=True, help="device for nncompress: auto, cpu, cuda")

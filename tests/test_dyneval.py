@@ -202,3 +202,15 @@ def test_cli_options_reach_the_header(de_model, tmp_path):
     assert r.exit_code == 2
     r = CliRunner().invoke(main, ["c", "-f", "-m", "ctx1", "--dynamic-eval", str(src)])
     assert r.exit_code == 1 and "needs an FS-LSTM" in r.output
+
+
+def test_bench_runs_a_model_with_dynamic_evaluation(de_model):
+    from nncompress.bench import nnc_compressors
+    path, _, _ = de_model
+    static, dyn = nnc_compressors((str(path), f"{path}:de"), "cpu", None)
+    assert dyn.name.endswith("dyn-eval") and not static.name.endswith("dyn-eval")
+    blob = dyn.compress(TEXT)
+    assert "dyneval" in nncompress.read_header(io.BytesIO(blob)).settings
+    assert "dyneval" not in nncompress.read_header(io.BytesIO(static.compress(TEXT))).settings
+    assert dyn.decompress(blob) == TEXT
+    assert dyn.ideal_bpb(TEXT * 3) < static.ideal_bpb(TEXT * 3)
