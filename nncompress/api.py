@@ -38,9 +38,10 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, *, model: Optional[str] = None
                     dynamic_eval=None) -> RunStats:
     """Compresses the whole seekable binary file `src` (from offset 0) into `dst`.
 
-    `dynamic_eval`: None/False (static model), True (the model's tuned settings) or a dict of
-    overrides {"segment": steps, "lr": float, "decay": float, "eps": float}. The settings used
-    are recorded in the header; decoding needs nothing but the file and the model."""
+    `dynamic_eval`: None (on when the FS-LSTM model file carries dynamic-evaluation statistics,
+    as the shipped default does), False (static model), True (the model's tuned settings) or a
+    dict of overrides {"segment": steps, "lr": float, "decay": float, "eps": float}. The settings
+    used are recorded in the header; decoding needs nothing but the file and the model."""
     src.seek(0)
     n = _length(src)
     pred = models.build_predictor(model, device=device, dynamic_eval=dynamic_eval)

@@ -175,7 +175,7 @@ def _resolve_models(api, spec: str | None) -> list:
         raise
 
 
-DE_SUFFIX = ":de"
+DE_SUFFIXES = {":de": True, ":static": False}
 
 
 def nnc_compressors(models: tuple[str, ...], device: str, streams: int | None) -> list[Compressor]:
@@ -190,12 +190,13 @@ def nnc_compressors(models: tuple[str, ...], device: str, streams: int | None) -
     out = []
     for spec in models or (None,):
         m, de = spec, None
-        if spec is not None and spec.endswith(DE_SUFFIX):  # "MODEL:de": with dynamic evaluation
-            m, de = spec[: -len(DE_SUFFIX)] or None, True
+        for suffix, value in DE_SUFFIXES.items():  # "MODEL:de" / "MODEL:static"
+            if spec is not None and spec.endswith(suffix):
+                m, de = spec[: -len(suffix)] or None, value
         refs = _resolve_models(api, m)
         label = "+".join(r.name for r in refs) or m or "default"
-        if de:
-            label += " dyn-eval"
+        if de is not None:
+            label += " dyn-eval" if de else " static"
         paths = [Path(r.path) for r in refs if getattr(r, "path", None)]
         size = sum(p.stat().st_size for p in paths)
         c = Compressor(f"nnc {label}", None, None, is_nnc=True, repeat=False, model_file_bytes=size)
@@ -204,7 +205,7 @@ def nnc_compressors(models: tuple[str, ...], device: str, streams: int | None) -
             def comp(d, m=m, c=c, de=de):
                 buf = io.BytesIO()
                 st = api.compress_stream(io.BytesIO(d), buf, model=m, device=device, streams=streams,
-                                         **({"dynamic_eval": de} if de else {}))
+                                         **({"dynamic_eval": de} if de is not None else {}))
                 n = getattr(st, "original_bytes", len(d)) or len(d)
                 bits = getattr(st, "ideal_bits", None)
                 c.last = {"ideal_bpb": bits / n if bits is not None and n else None,
@@ -214,7 +215,7 @@ def nnc_compressors(models: tuple[str, ...], device: str, streams: int | None) -
             def comp(d, m=m, c=c, de=de):
                 c.last = {}
                 return api.compress(d, model=m, device=device, streams=streams,
-                                    **({"dynamic_eval": de} if de else {}))
+                                    **({"dynamic_eval": de} if de is not None else {}))
 
         def dec(d, m=m):
             if dec_takes_model and m is not None:
@@ -223,7 +224,7 @@ def nnc_compressors(models: tuple[str, ...], device: str, streams: int | None) -
 
         def ideal(d, m=m, de=de):
             return float(api.cross_entropy(d, model=m, device=device, streams=streams,
-                                           **({"dynamic_eval": de} if de else {})))
+                                           **({"dynamic_eval": de} if de is not None else {})))
 
         ver = f"nncompress {getattr(api, '__version__', '') or _dist_version('nncompress')}, model {label}"
         if paths:
@@ -776,8 +777,8 @@ def bench_cmd():
 @bench_cmd.command("ratio")
 @click.argument("paths", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--model", "models", multiple=True, metavar="NAME",
-              help="nncompress model (repeat for several); NAME:de runs it with dynamic "
-              "evaluation. Default: the API's default model.")
+              help="nncompress model (repeat for several); NAME:de / NAME:static force dynamic "
+              "evaluation on / off. Default: the API's default model.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="results folder [results/bench-YYYYmmdd-HHMMSS]")
 @click.option("--device", default="auto", show_default=True, help="device for nncompress: auto, cpu, cuda")

@@ -231,7 +231,8 @@ stdout_opt = click.option("-c", "--stdout", "to_stdout", is_flag=True,
               help="Number of streams coded in lockstep (default: from the input size).")
 @click.option("--dynamic-eval/--no-dynamic-eval", "dyn", default=None,
               help="Keep training the FS-LSTM's output layer on the text as it is coded "
-              "(the decoder repeats it). Default: off.")
+              "(the decoder repeats it). Default: on when the model file carries the statistics "
+              "it needs (the shipped default does).")
 @click.option("--de-segment", type=click.IntRange(1, 1 << 16), default=None, metavar="STEPS",
               help="Dynamic evaluation: steps between weight updates (default: the model's).")
 @click.option("--de-lr", type=click.FloatRange(0, 1), default=None, metavar="LR",
@@ -248,7 +249,7 @@ def compress_cmd(src, dst, to_stdout, force, verify, model, device, ensemble, st
                  if v is not None}
     if overrides and dyn is False:
         raise click.UsageError("--de-* options need --dynamic-eval")
-    dynamic_eval = (overrides or True) if (dyn or overrides) else None
+    dynamic_eval = False if dyn is False else ((overrides or True) if (dyn or overrides) else None)
     if ensemble is not None:
         if model is not None:
             raise click.UsageError("give either --model or --ensemble")

@@ -113,7 +113,8 @@ def resolve(name_or_path: str) -> ModelRef:
 def load_predictor(ref: ModelRef, settings: Optional[dict] = None, device: str = "auto",
                    dynamic_eval=None) -> Predictor:
     """Builds the predictor for `ref`. `settings` (from a file header) override the defaults;
-    `dynamic_eval` (None/False, True, or a dict of overrides) only concerns FS-LSTM models."""
+    `dynamic_eval` (None: the model's own default, False, True, or a dict of overrides) only
+    concerns FS-LSTM models."""
     if ref.name == "ctx1" and ref.builtin:
         from .predictors.context import ContextModel
         return ContextModel(**(settings or {}))
@@ -152,8 +153,9 @@ def ref_for_header(name: str, sha256: bytes, extra: Iterable[str] = ()) -> Model
 def build_predictor(spec: Optional[str] = None, device: str = "auto",
                     dynamic_eval=None) -> Predictor:
     """The predictor for compressing with `spec`: one model, or an ensemble "A+B+...".
-    With `dynamic_eval`, every FS-LSTM member adapts (see predictors/fslstm/dyneval.py); the
-    built-in context models adapt by counting anyway."""
+    `dynamic_eval`: None (each FS-LSTM member adapts when its model file carries the statistics),
+    False, True or a dict of overrides (see predictors/fslstm/dyneval.py); the built-in
+    context models adapt by counting anyway."""
     refs = resolve_all(spec)
     if dynamic_eval and all(r.builtin for r in refs):
         raise ModelError(f"dynamic evaluation needs an FS-LSTM model; {spec or DEFAULT_MODEL!r} "

@@ -111,7 +111,8 @@ def test_settings_are_validated():
 def test_dynamic_evaluation_adapts_to_the_text(de_model):
     path, _, _ = de_model
     data = TEXT * 6
-    static = nncompress.cross_entropy(data, model=str(path), device="cpu", streams=2)
+    static = nncompress.cross_entropy(data, model=str(path), device="cpu", streams=2,
+                                      dynamic_eval=False)
     dynamic = nncompress.cross_entropy(data, model=str(path), device="cpu", streams=2,
                                        dynamic_eval=True)
     assert dynamic < 0.9 * static
@@ -125,7 +126,11 @@ def test_round_trip_header_and_ensemble(de_model):
     assert h.settings["dyneval"] == {"arith": dyneval.ARITH, "segment": 4, "lr": 3e-3,
                                      "decay": 0.0, "eps": 1e-4}
     assert nncompress.decompress(blob, model=str(path)) == data
-    assert blob != nncompress.compress(data, model=str(path), device="cpu")
+    static = nncompress.compress(data, model=str(path), device="cpu", dynamic_eval=False)
+    assert "dyneval" not in nncompress.read_header(io.BytesIO(static)).settings
+    assert blob != static
+    auto = nncompress.compress(data, model=str(path), device="cpu")  # a model with statistics
+    assert nncompress.read_header(io.BytesIO(auto)).settings["dyneval"]["segment"] == 8
     mix = nncompress.compress(data, model=f"{path}+ctx1", dynamic_eval=True, device="cpu")
     assert nncompress.decompress(mix, model=str(path)) == data
 
@@ -207,8 +212,8 @@ def test_cli_options_reach_the_header(de_model, tmp_path):
 def test_bench_runs_a_model_with_dynamic_evaluation(de_model):
     from nncompress.bench import nnc_compressors
     path, _, _ = de_model
-    static, dyn = nnc_compressors((str(path), f"{path}:de"), "cpu", None)
-    assert dyn.name.endswith("dyn-eval") and not static.name.endswith("dyn-eval")
+    static, dyn = nnc_compressors((f"{path}:static", f"{path}:de"), "cpu", None)
+    assert dyn.name.endswith("dyn-eval") and static.name.endswith("static")
     blob = dyn.compress(TEXT)
     assert "dyneval" in nncompress.read_header(io.BytesIO(blob)).settings
     assert "dyneval" not in nncompress.read_header(io.BytesIO(static.compress(TEXT))).settings

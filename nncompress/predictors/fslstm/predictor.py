@@ -129,8 +129,9 @@ def default_dyneval(cfg: dict) -> "dyneval.DynEvalSettings":
 
 
 def load_fslstm(ref, settings=None, device: str = "auto", dynamic_eval=None) -> FSLSTMPredictor:
-    """`settings` come from a file header (decoding); otherwise `dynamic_eval` is None (off),
-    True (the model's tuned settings) or a dict overriding some of them."""
+    """`settings` come from a file header (decoding). Otherwise `dynamic_eval` chooses: None
+    (on when the model file carries dynamic-evaluation statistics), False, True (the model's
+    tuned settings) or a dict overriding some of them."""
     de = None
     if settings is not None:
         if settings.get("arith") != ARITH:
@@ -145,11 +146,12 @@ def load_fslstm(ref, settings=None, device: str = "auto", dynamic_eval=None) -> 
                 raise ModelMismatchError(f"this file's dynamic evaluation is not understood by "
                                          f"this version of nncompress ({e})") from None
     cfg, q = read_exact(ref.path)
-    if settings is None and dynamic_eval:
+    has_stats = "de.ms.out_W" in q
+    if settings is None and (dynamic_eval or (dynamic_eval is None and has_stats)):
         de = default_dyneval(cfg)
         if isinstance(dynamic_eval, dict):
             de = dyneval.DynEvalSettings(**{**de.__dict__, **dynamic_eval})
-    if de is not None and "de.ms.out_W" not in q:
+    if de is not None and not has_stats:
         raise ModelError(f"model {ref.name!r} has no dynamic-evaluation statistics "
                          "(a version 1 model file); use a model exported with them")
     return FSLSTMPredictor(ref.name, ref.sha256, cfg, q, device, de)
