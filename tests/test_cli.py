@@ -70,7 +70,7 @@ def test_info_and_test_commands(textfile, tmp_path):
     nnc = str(tmp_path / "a.txt.nnc")
     r = CliRunner().invoke(main, ["info", nnc])
     assert r.exit_code == 0
-    assert "format version   1" in r.output and "order0" in r.output
+    assert "format version   2" in r.output and "order0" in r.output
     assert f"original size    {len(TEXT)}" in r.output
     r = CliRunner().invoke(main, ["t", nnc])
     assert r.exit_code == 0 and "OK" in r.output

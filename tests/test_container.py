@@ -1,5 +1,6 @@
 import io
 import struct
+import zlib
 
 import pytest
 
@@ -19,20 +20,46 @@ def test_header_round_trip_and_fixed_layout():
     h = _header()
     blob = container.pack_header(h)
     assert blob[:4] == b"\x89NNC"
-    assert struct.unpack_from("<HHQII", blob, 4) == (1, 0, 1000, 3, 100)
+    assert struct.unpack_from("<HHQII", blob, 4) == (2, 0, 1000, 3, 100)
     assert blob[26:58] == bytes(range(32))
     assert blob[58] == 4 and blob[59:63] == b"ctx1"
+    (m,) = struct.unpack_from("<I", blob, 63)
+    raw = zlib.decompressobj(-15, container.SETTINGS_ZDICT).decompress(blob[67:67 + m])
+    assert raw == container.settings_bytes(h.settings)  # raw DEFLATE with the preset dictionary
     assert container.read_header(io.BytesIO(blob)) == h
+    v1 = Header(**{**h.__dict__, "version": 1})           # version 1: the JSON as is
+    b1 = container.pack_header(v1)
+    assert b1[67:67 + struct.unpack_from("<I", b1, 63)[0]] == container.settings_bytes(h.settings)
+    assert container.read_header(io.BytesIO(b1)) == v1
+
+
+def test_ensemble_settings_are_small_in_version_2():
+    import nncompress
+    from nncompress import models
+    p = models.build_predictor("fslstm-small-v1+ctx1")
+    h = _header(predictor_name="mix", settings=p.identity.settings)
+    assert len(container.pack_header(h)) < 160 < len(container.pack_header(Header(**{**h.__dict__, "version": 1})))
+
+
+def test_bad_settings_stream_is_a_format_error():
+    h = _header()
+    for payload in (b"\x00garbage", container._deflate(b"[1, 2]"), container._deflate(b"{}") + b"x"):
+        name = h.predictor_name.encode()
+        body = (container._FIXED.pack(container.MAGIC, 2, 0, 1000, 3, 100, 1, 24, bytes(32), len(name))
+                + name + struct.pack("<I", len(payload)) + payload)
+        blob = body + struct.pack("<I", zlib.crc32(body))
+        with pytest.raises(FormatError):
+            container.read_header(io.BytesIO(blob))
 
 
 def test_header_rejects_wrong_magic_version_and_flips():
     blob = bytearray(container.pack_header(_header()))
     with pytest.raises(FormatError, match="magic"):
         container.read_header(io.BytesIO(b"PK\x03\x04" + bytes(blob[4:])))
-    v2 = bytearray(blob)
-    v2[4] = 2
-    with pytest.raises(FormatError, match="version 2"):
-        container.read_header(io.BytesIO(bytes(v2)))
+    v3 = bytearray(blob)
+    v3[4] = 3
+    with pytest.raises(FormatError, match="version 3"):
+        container.read_header(io.BytesIO(bytes(v3)))
     for i in range(6, len(blob)):
         bad = bytearray(blob)
         bad[i] ^= 0x10
