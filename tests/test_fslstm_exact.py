@@ -148,3 +148,20 @@ def test_model_file_must_be_plain_data(tmp_path):
     torch.save({"format": "nncompress-fslstm-exact", "x": Boom()}, evil)
     with pytest.raises(ModelError, match="cannot read"):
         read_exact(evil)
+
+
+def test_floordiv_is_exact_floor_division():
+    rng = np.random.default_rng(0)
+    a = np.concatenate([rng.integers(-(1 << 52), 1 << 52, 20000), rng.integers(-1000, 1000, 2000),
+                        np.array([0, 1, -1, (1 << 52) - 1, -(1 << 52) + 1, 6 * 7, -6 * 7])])
+    b = np.concatenate([rng.integers(1, 1 << 26, 20000), rng.integers(1, 50, 2000),
+                        np.array([1, 1, 1, 3, 3, 7, 7])])
+    b[:5000] = rng.integers(1, 1 << 52, 5000)
+    assert np.array_equal(exact._NumpyOps.floordiv(a, b), a // b)
+    bb = b[5000:8000]                                              # < 2**26
+    near = bb * rng.integers(-(1 << 26), 1 << 26, 3000)            # exact multiples and their
+    for delta in (-1, 0, 1):                                       # neighbours: where a float
+        x = near + delta                                           # quotient is most often off
+        assert np.array_equal(exact._NumpyOps.floordiv(x, bb), x // bb)
+    t = exact._TorchOps("cpu").floordiv(torch.from_numpy(a), torch.from_numpy(b))
+    assert np.array_equal(t.numpy(), a // b)
