@@ -77,7 +77,7 @@ MAX_SETTINGS = 1 << 20
 # DEFLATE stream, made of the settings JSON that files usually carry.
 SETTINGS_ZDICT = (
     b'{"arith":"exact-v1"}{"esc":32,"esc_step":8,"hash_bits":18,"inc":1,"limit":250,"max_order":5}'
-    b'{"buckets":"class4-v1","members":[{"name":"fslstm-small-v1","settings":{"arith":"exact-v1",'
+    b'{"buckets":"class4-v1","members":[{"name":"fslstm-small-v2","settings":{"arith":"exact-v1",'
     b'"dyneval":{"arith":"de-out-v1","decay":0.0,"eps":0.0001,"lr":0.001,"segment":8}},"sha256":"'
     b'"},{"name":"ctx1","settings":{"esc":32,"esc_step":8,"hash_bits":18,"inc":1,"limit":250,'
     b'"max_order":5},"sha256":"0000000000000000000000000000000000000000000000000000000000000000"}],'

@@ -1,7 +1,7 @@
 """Finding predictors by name or path, checking model files, rebuilding a file's predictor.
 
 Built-in predictors have no model file: "ctx1" (the order-N context-mixing model) and "order0".
-An ensemble is written "A+B[+C...]" (for example "fslstm-small-v1+ctx1"): its members are mixed
+An ensemble is written "A+B[+C...]" (for example "fslstm-small-v2+ctx1"): its members are mixed
 online (predictors/mix.py) and the file header records each member's name and model hash.
 Trained models are files in models/ (`NAME.pt` beside its record `NAME.json`, which gives its
 SHA-256) or any path given with --model. A released model file is never changed: a new model gets a
@@ -20,7 +20,7 @@ from typing import Iterable, Optional
 from .errors import ModelError, ModelMismatchError
 from .predictors.base import NO_MODEL_SHA256, Predictor
 
-DEFAULT_MODEL = "fslstm-small-v1+ctx1"
+DEFAULT_MODEL = "fslstm-small-v2+ctx1"
 BUILTIN = ("ctx1", "order0")
 MODEL_SUFFIX = ".pt"
 ENSEMBLE_SEP = "+"

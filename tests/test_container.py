@@ -36,7 +36,7 @@ def test_header_round_trip_and_fixed_layout():
 def test_ensemble_settings_are_small_in_version_2():
     import nncompress
     from nncompress import models
-    p = models.build_predictor("fslstm-small-v1+ctx1")
+    p = models.build_predictor("fslstm-small-v2+ctx1")   # with dynamic evaluation
     h = _header(predictor_name="mix", settings=p.identity.settings)
     assert len(container.pack_header(h)) < 160 < len(container.pack_header(Header(**{**h.__dict__, "version": 1})))
 

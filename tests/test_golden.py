@@ -22,7 +22,6 @@ TEXT = (DATA / "golden.txt").read_bytes()
 def test_golden_file_decodes_and_reencodes_identically(model, spec, name):
     blob = (DATA / f"golden-v1-{model}.nnc").read_bytes()
     assert nncompress.decompress(blob) == TEXT
-    import io
     h = nncompress.read_header(io.BytesIO(blob))
     assert h.version == 1 and h.predictor_name == name
     again = nncompress.compress(TEXT, model=spec, streams=h.n_streams,
@@ -31,6 +30,20 @@ def test_golden_file_decodes_and_reencodes_identically(model, spec, name):
     h2 = nncompress.read_header(src)
     assert h2.version == 2 and dataclasses.replace(h2, version=1) == h
     assert again[src.tell():] == blob[len(container.pack_header(h)):]
+
+
+# The version-2 default, fslstm-small-v2+ctx1 with dynamic evaluation on: it pins the compressed
+# header, the exact FS-LSTM, the integer dynamic-evaluation updates and the mixer.
+def test_golden_v2_default_decodes_and_reencodes_identically():
+    blob = (DATA / "golden-v2-default.nnc").read_bytes()
+    assert nncompress.decompress(blob) == TEXT
+    h = nncompress.read_header(io.BytesIO(blob))
+    assert h.version == 2 and h.predictor_name == "mix"
+    members = {m["name"]: m for m in h.settings["members"]}
+    assert members["fslstm-small-v2"]["settings"]["dyneval"]["arith"] == "de-out-v1"
+    again = nncompress.compress(TEXT, model="fslstm-small-v2+ctx1", streams=h.n_streams,
+                                segment_steps=h.segment_steps)
+    assert again == blob
 
 
 def test_future_version_is_refused_by_version():
