@@ -78,7 +78,8 @@ def _main(fd: int, slot_rows: int, n_slots: int) -> None:  # pragma: no cover - 
 class CoderProcess:
     """A worker process that quantises and range-codes the segments of one encoder.
 
-    It is a plain `python -m nncompress.coder_process` child (not multiprocessing, which would
+    Its failures are OSErrors (the CLI reports them in one line). It is a plain
+    `python -m nncompress.coder_process` child (not multiprocessing, which would
     re-import the caller's main module), in its own session so that Ctrl-C reaches only the main
     process, which then closes it. The slots are an anonymous temporary file mapped by both."""
 
@@ -119,7 +120,7 @@ class CoderProcess:
                 self._outstanding -= 1
                 continue
             if reply[0] != "ok":
-                raise RuntimeError(f"the coder process failed: {reply[1]}")
+                raise OSError(f"the coder process failed: {reply[1]}")
             return reply[1], reply[2]
 
     def close(self) -> None:
@@ -145,13 +146,13 @@ class CoderProcess:
             pickle.dump(msg, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
             self._proc.stdin.flush()
         except (BrokenPipeError, OSError):
-            raise RuntimeError("the coder process ended unexpectedly") from None
+            raise OSError("the coder process ended unexpectedly") from None
 
     def _recv(self):
         try:
             return pickle.load(self._proc.stdout)
         except EOFError:
-            raise RuntimeError("the coder process ended unexpectedly") from None
+            raise OSError("the coder process ended unexpectedly") from None
 
     def _flush(self) -> None:
         if not self._fill:

@@ -4,9 +4,10 @@ The input is cut into S contiguous streams (container.stream_lengths). At step t
 stream codes one byte: the predictor's weights for all of them are quantised in one call
 (coding.quantize) and coded in one coder call, then the predictor is stepped with the bytes just
 coded. The encoder may do its quantising and coding in a second process (coder_process.py) while
-the predictor runs; the bytes are the same either way. Steps are grouped into segments; each segment is an independent range-coder message. The
-only difference between the directions is where the bytes of a step come from (the input, or the
-decoder), which `_Side` objects supply; the predictor calls are identical by construction.
+the predictor runs; the bytes are the same either way. Steps are grouped into segments; each
+segment is an independent range-coder message. The only difference between the directions is
+where the bytes of a step come from (the input, or the decoder), which `_Side` objects supply; the
+predictor calls are identical by construction.
 """
 from __future__ import annotations
 

@@ -116,3 +116,17 @@ def test_coder_process_writes_the_same_bytes(model):
         bits.append(st.ideal_bits)
     assert outs[0] == outs[1] and bits[0] == pytest.approx(bits[1], rel=1e-12)
     assert nncompress.decompress(outs[1]) == data
+
+
+def test_a_dead_coder_process_is_an_os_error():
+    from nncompress.coder_process import CoderProcess
+    cp = CoderProcess()
+    try:
+        cp._proc.kill()
+        cp._proc.wait()
+        with pytest.raises(OSError, match="coder process"):
+            cp.begin()
+            cp.code(np.zeros(3, dtype=np.int64), np.ones((3, 256), dtype=np.int64))
+            cp.end()
+    finally:
+        cp.close()
