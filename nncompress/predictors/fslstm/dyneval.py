@@ -87,7 +87,7 @@ def _grad_bits(name: str, q: dict) -> tuple[int, int]:
 
 # ------------------------------------------------------------------ shared pieces
 
-def probs_q16(ops, w):
+def probs_q16(w):
     """Integer weights (A, 256) -> floor(w * 2**16 / sum w): Q16 probabilities."""
     total = w.sum(-1)
     return (w << 16) // total[:, None]
@@ -95,7 +95,7 @@ def probs_q16(ops, w):
 
 def error_q16(ops, w, symbols):
     """p - onehot(symbol) in Q16, (A, 256) int64."""
-    err = probs_q16(ops, w)
+    err = probs_q16(w)
     err[ops.arange(err.shape[0]), symbols] -= 1 << 16
     return err
 

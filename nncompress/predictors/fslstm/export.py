@@ -8,6 +8,7 @@ held-out text through the real engine).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -102,9 +103,8 @@ def export(ckpt: str, name: str, out_dir: Path, val: str | None, val_bytes: int,
     q = exact.quantize_model(cfg, sd)
     file_cfg = dict(cfg)
     if de_data:
-        settings = dyneval.DynEvalSettings().to_json()
-        del settings["arith"]
-        file_cfg["dyneval"] = {"stats": add_dyneval_stats(cfg, q, de_data), "settings": settings}
+        file_cfg["dyneval"] = {"stats": add_dyneval_stats(cfg, q, de_data),
+                               "settings": dataclasses.asdict(dyneval.DynEvalSettings())}
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / f"{name}.pt"
     if model_path.exists():

@@ -10,6 +10,7 @@ Its SHA-256 is checked by nncompress.models before it gets here.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import numpy as np
 
@@ -150,7 +151,7 @@ def load_fslstm(ref, settings=None, device: str = "auto", dynamic_eval=None) -> 
     if settings is None and (dynamic_eval or (dynamic_eval is None and has_stats)):
         de = default_dyneval(cfg)
         if isinstance(dynamic_eval, dict):
-            de = dyneval.DynEvalSettings(**{**de.__dict__, **dynamic_eval})
+            de = dataclasses.replace(de, **dynamic_eval)
     if de is not None and not has_stats:
         raise ModelError(f"model {ref.name!r} has no dynamic-evaluation statistics "
                          "(a version 1 model file); use a model exported with them")
