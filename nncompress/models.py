@@ -2,7 +2,9 @@
 
 Built-in predictors have no model file: "ctx1" (the order-N context-mixing model) and "order0".
 An ensemble is written "A+B[+C...]" (for example "fslstm-small-v2+ctx1"): its members are mixed
-online (predictors/mix.py) and the file header records each member's name and model hash.
+online (predictors/mix.py) and the file header records each member's name and model hash. A spec
+may end in "+match": the long-range match model and its SSE stage (predictors/match.py) then
+refine whatever the members predict ("ctx1+match" wraps one model, "A+B+match" the mixture).
 Trained models are files in models/ (`NAME.pt` beside its record `NAME.json`, which gives its
 SHA-256) or any path given with --model. A released model file is never changed: a new model gets a
 new name, so old .nnc files keep decoding. Model files are data: they are read with
@@ -22,6 +24,7 @@ from .predictors.base import NO_MODEL_SHA256, Predictor
 
 DEFAULT_MODEL = "fslstm-small-v2+ctx1"
 BUILTIN = ("ctx1", "order0")
+MATCH_NAME = "match"   # a final stage, not a model: only as the last part of a spec
 MODEL_SUFFIX = ".pt"
 ENSEMBLE_SEP = "+"
 MIX_NAME = "mix"
@@ -85,12 +88,23 @@ def available() -> list[str]:
     return names
 
 
-def resolve_all(spec: Optional[str] = None) -> list[ModelRef]:
-    """The models of a spec: one, or the members of an ensemble "A+B" (default: DEFAULT_MODEL)."""
+def split_spec(spec: Optional[str] = None) -> tuple[list[str], bool]:
+    """(model parts, match stage?) of a spec such as "fslstm-small-v2+ctx1+match"."""
     spec = spec or DEFAULT_MODEL
-    if ENSEMBLE_SEP in spec and not Path(spec).is_file():
-        return [resolve(p) for p in spec.split(ENSEMBLE_SEP)]
-    return [resolve(spec)]
+    parts = [spec] if Path(spec).is_file() else spec.split(ENSEMBLE_SEP)
+    match = len(parts) > 1 and parts[-1] == MATCH_NAME
+    if match:
+        parts = parts[:-1]
+    if MATCH_NAME in parts:
+        raise ModelError(f"{spec!r}: 'match' is a final stage and can only end a spec "
+                         "(for example ctx1+match)")
+    return parts, match
+
+
+def resolve_all(spec: Optional[str] = None) -> list[ModelRef]:
+    """The models of a spec: one, or the members of an ensemble "A+B" (default: DEFAULT_MODEL);
+    a final "+match" stage is not a model and is left out."""
+    return [resolve(p) for p in split_spec(spec)[0]]
 
 
 def resolve(name_or_path: str) -> ModelRef:
@@ -156,15 +170,21 @@ def build_predictor(spec: Optional[str] = None, device: str = "auto",
     `dynamic_eval`: None (each FS-LSTM member adapts when its model file carries the statistics),
     False, True or a dict of overrides (see predictors/fslstm/dyneval.py); the built-in
     context models adapt by counting anyway."""
-    refs = resolve_all(spec)
+    parts, match = split_spec(spec)
+    refs = [resolve(p) for p in parts]
     if dynamic_eval and all(r.builtin for r in refs):
         raise ModelError(f"dynamic evaluation needs an FS-LSTM model; {spec or DEFAULT_MODEL!r} "
                          "has none (the built-in context models adapt by counting anyway)")
     preds = [load_predictor(r, device=device, dynamic_eval=dynamic_eval) for r in refs]
     if len(preds) == 1:
-        return preds[0]
-    from .predictors.mix import Mixture
-    return Mixture(preds)
+        pred = preds[0]
+    else:
+        from .predictors.mix import Mixture
+        pred = Mixture(preds)
+    if match:
+        from .predictors.match import MatchStage
+        pred = MatchStage(pred)
+    return pred
 
 
 def predictor_for_header(name: str, sha256: bytes, settings: dict, extra: Iterable[str] = (),
@@ -172,11 +192,32 @@ def predictor_for_header(name: str, sha256: bytes, settings: dict, extra: Iterab
     """Rebuilds the predictor a file was written with, or raises ModelMismatchError naming what
     is missing; nothing is decoded before this succeeds."""
     extra = list(extra)
+    if name == MATCH_NAME and sha256 != NO_MODEL_SHA256:
+        from .predictors.match import ARITH, MatchStage, wrapped_sha256
+        try:
+            inner = settings["inner"]
+            spec = (inner["name"], bytes.fromhex(inner["sha256"]), inner["settings"])
+            own = {k: v for k, v in settings.items() if k not in ("inner", "arith")}
+            if settings["arith"] != ARITH:
+                raise ValueError(settings["arith"])
+        except (KeyError, TypeError, ValueError):
+            raise ModelMismatchError("this file's match stage is not understood by this version "
+                                     "of nncompress") from None
+        if wrapped_sha256(spec[0], spec[1]) != sha256:
+            raise ModelMismatchError("this file's match-stage identity does not match its model")
+        wrapped = predictor_for_header(*spec, extra, device)
+        try:
+            return MatchStage(wrapped, **own)
+        except (TypeError, ValueError) as e:
+            raise ModelMismatchError(f"this file's match-stage settings are not understood ({e})"
+                                     ) from None
     if name == MIX_NAME and sha256 != NO_MODEL_SHA256:
         from .predictors.mix import Mixture, ensemble_sha256
         try:
             specs = [(m["name"], bytes.fromhex(m["sha256"]), m["settings"]) for m in settings["members"]]
             share = int(settings["share"])
+            if int(settings.get("temper", 1)) != 1 or settings.get("buckets") != "class4-v1":
+                raise ValueError("mixer variant")
         except (KeyError, TypeError, ValueError):
             raise ModelMismatchError("this file's ensemble description is not understood by this "
                                      "version of nncompress") from None
@@ -187,6 +228,6 @@ def predictor_for_header(name: str, sha256: bytes, settings: dict, extra: Iterab
     ref = ref_for_header(name, sha256, extra)
     try:
         return load_predictor(ref, settings=settings, device=device)
-    except TypeError as e:  # settings this version's predictor does not take
+    except (TypeError, ValueError) as e:  # settings this version's predictor does not take
         raise ModelMismatchError(f"predictor {name!r} cannot be rebuilt with this file's "
                                  f"settings ({e})") from None

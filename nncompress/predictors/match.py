@@ -1,0 +1,242 @@
+"""MatchStage: a long-range match model applied as a final stage on any predictor's weights.
+
+numpy only, all integer, so it is as portable as the predictor it wraps.
+
+- Match model (as in lpaq): a hash of each stream's last ``min_len`` bytes points to where that
+  context was last seen (in any stream: the table is shared). When a stream has no match it looks
+  its context up, checks the candidate by comparing up to ``verify`` bytes backwards (a hash
+  collision or a match shorter than min_len is dropped) and, if it holds, predicts the byte that
+  followed the earlier occurrence. While the predictions come true the match grows by one byte per
+  step; the first miss ends it. Positions are (stream, offset) pairs and a prediction is only made
+  from a byte already coded, so encoder and decoder see the same history.
+- SSE (secondary estimation) of the predicted byte: the probability p that the wrapped predictor
+  gives the predicted byte (Q16) is put in one of 128 buckets on a log-odds-like integer scale, and
+  with the match length class (20 classes) selects a cell of a shared table that has learnt how
+  often such predictions came true. The cell's estimate q (Q16) replaces p; the other bytes keep
+  their proportions and share 1 - q. A cell starts at its bucket's mean p (no change) and moves
+  toward each outcome by 1/(n + 2) of the distance, n being the cell's count, floored at
+  2**-rate.
+- Batches: every stream has its own history and match; the tables are shared. Streams that insert
+  the same hash in one step: the highest stream index wins. SSE updates of one step are computed
+  from the same old values and summed (np.add.at), so no processing order matters.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from .base import PredictorIdentity, stream_limits
+
+DEFAULT_SETTINGS = {
+    "min_len": 6,      # bytes of context hashed (<= 8)
+    "hash_bits": 20,   # entries in the shared position table
+    "verify": 32,      # bytes compared backwards when a match starts (and the longest it starts at)
+    "rate": 7,         # slowest SSE adaptation: 2**-rate of the distance per outcome
+}
+
+ARITH = "match-sse-v1"   # recorded in the header; bump it with any change of the arithmetic
+Q_BITS = 16
+P_BITS = 22
+N_PB = 128                      # SSE probability buckets
+N_LB = 20                       # match length classes
+_HASH_MULT = np.uint64(0x9E3779B97F4A7C15)
+_OFF_BITS = 40                  # position code: stream << 40 | offset
+_OFF_MASK = (1 << _OFF_BITS) - 1
+
+
+def _bit_length(x: np.ndarray) -> np.ndarray:
+    """Exact bit length of non-negative int64 values < 2**53 (frexp of an integer is exact)."""
+    return np.frexp(x.astype(np.float64))[1].astype(np.int64)
+
+
+def _ilog4(x: np.ndarray) -> np.ndarray:
+    """4 steps per octave: 4 * (bit_length - 1) + the two bits after the leading one (x >= 1)."""
+    bl = _bit_length(x)
+    frac = np.where(bl >= 3, (x >> np.maximum(bl - 3, 0)) & 3, (x << np.maximum(3 - bl, 0)) & 3)
+    return 4 * (bl - 1) + frac
+
+
+def p_bucket(p16: np.ndarray) -> np.ndarray:
+    """Bucket 0..127 of a probability in Q16 (1..65535): the low half by log2(p), the high half
+    by log2(1 - p), 4 buckets per octave each."""
+    p16 = np.clip(p16, 1, (1 << Q_BITS) - 1)
+    lo = np.minimum(_ilog4(p16), 63)
+    hi = 127 - np.minimum(_ilog4((1 << Q_BITS) - p16), 63)
+    return np.where(p16 < (1 << (Q_BITS - 1)), lo, hi)
+
+
+def _bucket_means() -> np.ndarray:
+    x = np.arange(1, 1 << Q_BITS, dtype=np.int64)
+    b = p_bucket(x)
+    sums = np.bincount(b, weights=None, minlength=N_PB)
+    tot = np.zeros(N_PB, dtype=np.int64)
+    np.add.at(tot, b, x)
+    means = np.where(sums > 0, tot // np.maximum(sums, 1), 0)
+    # empty buckets (none with 4 per octave above x=1) would take their neighbour's mean
+    return means
+
+
+def len_class(n: np.ndarray) -> np.ndarray:
+    """Match length class: 1..15 as is, then one class per octave (16-31, 32-63, ...), 0 = none."""
+    return np.where(n < 16, n, np.minimum(11 + _bit_length(n), N_LB - 1))
+
+
+def _adapt_table(rate: int) -> np.ndarray:
+    n = np.arange(1 << 10, dtype=np.int64)
+    return np.maximum((1 << Q_BITS) // (n + 2), (1 << Q_BITS) >> rate)
+
+
+class MatchStage:
+    def __init__(self, inner, name: str = "match", **settings) -> None:
+        unknown = set(settings) - set(DEFAULT_SETTINGS)
+        if unknown:
+            raise ValueError(f"unknown match settings: {sorted(unknown)}")
+        cfg = dict(DEFAULT_SETTINGS)
+        for key, value in settings.items():
+            if isinstance(value, bool) or int(value) != value:
+                raise ValueError(f"match setting {key} must be an int, got {value!r}")
+            cfg[key] = int(value)
+        if not 2 <= cfg["min_len"] <= 8:
+            raise ValueError("min_len must be in 2..8")
+        if not 10 <= cfg["hash_bits"] <= 24:
+            raise ValueError("hash_bits must be in 10..24")
+        if not cfg["min_len"] <= cfg["verify"] <= 64:
+            raise ValueError("verify must be in min_len..64")
+        if not 2 <= cfg["rate"] <= 12:
+            raise ValueError("rate must be in 2..12")
+        self.inner = inner
+        self.cfg = cfg
+        self.identity = PredictorIdentity(
+            name, wrapped_sha256(inner.identity.name, inner.identity.model_sha256),
+            {**cfg, "arith": ARITH,
+             "inner": {"name": inner.identity.name, "sha256": inner.identity.model_sha256.hex(),
+                       "settings": inner.identity.settings}})
+        self.min_stream_len, self.max_streams = stream_limits(inner)
+        self._adapt = _adapt_table(cfg["rate"])
+        self._hist_mask = np.uint64((1 << (8 * cfg["min_len"])) - 1)
+        self._shift = np.uint64(64 - cfg["hash_bits"])
+
+    # -- state -------------------------------------------------------------------------------
+    def start(self, n_streams: int) -> np.ndarray:
+        S = n_streams
+        self.buf = np.zeros((S, 1 << 12), dtype=np.uint8)
+        self.n = np.zeros(S, dtype=np.int64)          # bytes seen per stream
+        self.h = np.zeros(S, dtype=np.uint64)         # last min_len bytes
+        self.ptr = np.full(S, -1, dtype=np.int64)     # code of the predicted byte, -1: none
+        self.mlen = np.zeros(S, dtype=np.int64)
+        self.table = np.full(1 << self.cfg["hash_bits"], -1, dtype=np.int64)
+        means = _bucket_means()
+        self.q = np.tile(means, N_LB).astype(np.int64)  # (N_LB * N_PB,)
+        self.qn = np.zeros(N_LB * N_PB, dtype=np.int64)
+        self.cell = np.full(S, -1, dtype=np.int64)
+        self.pred = np.zeros(S, dtype=np.int64)
+        return self._apply(self.inner.start(S), S)
+
+    def step(self, symbols: np.ndarray) -> np.ndarray:
+        symbols = np.asarray(symbols, dtype=np.int64)
+        a = len(symbols)
+        self._learn(symbols)
+        self._append(symbols)
+        self._follow(symbols, a)
+        return self._apply(self.inner.step(symbols), a)
+
+    # -- SSE ---------------------------------------------------------------------------------
+    def _learn(self, symbols: np.ndarray) -> None:
+        a = len(symbols)
+        cell = self.cell[:a]
+        used = cell >= 0
+        if not used.any():
+            return
+        c = cell[used]
+        hit = (symbols[used] == self.pred[:a][used]).astype(np.int64) << Q_BITS
+        rate = self._adapt[np.minimum(self.qn[c], len(self._adapt) - 1)]
+        delta = ((hit - self.q[c]) * rate) >> Q_BITS      # floor: exact and order-free
+        np.add.at(self.q, c, delta)
+        np.add.at(self.qn, c, 1)
+        np.clip(self.q, 32, (1 << Q_BITS) - 32, out=self.q)
+
+    def _apply(self, w: np.ndarray, a: int) -> np.ndarray:
+        w = np.asarray(w, dtype=np.int64)
+        self.cell[:a] = -1
+        on = np.nonzero(self.mlen[:a] > 0)[0]
+        if len(on) == 0:
+            return w
+        code = self.ptr[on]
+        b = self.buf[code >> _OFF_BITS, code & _OFF_MASK].astype(np.int64)
+        self.pred[on] = b
+        ws = w[on]
+        total = np.maximum(ws.sum(axis=1), 1)
+        pb = ws[np.arange(len(on)), b]
+        p16 = (pb << Q_BITS) // total
+        cell = len_class(self.mlen[on]) * N_PB + p_bucket(p16)
+        self.cell[on] = cell
+        q = self.q[cell]
+        # Q22 table: the predicted byte gets q, the others share the rest in their proportions.
+        rest = np.maximum(total - pb, 1)
+        others = 1 + (ws * (((1 << Q_BITS) - q) << (P_BITS - Q_BITS))[:, None]) // rest[:, None]
+        others[np.arange(len(on)), b] = q << (P_BITS - Q_BITS)
+        out = w.copy()
+        out[on] = others
+        return out
+
+    # -- match model ---------------------------------------------------------------------------
+    def _append(self, symbols: np.ndarray) -> None:
+        a = len(symbols)
+        n = self.n[:a]
+        if n.max(initial=0) >= self.buf.shape[1]:
+            grown = np.zeros((self.buf.shape[0], self.buf.shape[1] * 2), dtype=np.uint8)
+            grown[:, :self.buf.shape[1]] = self.buf
+            self.buf = grown
+        self.buf[np.arange(a), n] = symbols
+        self.n[:a] += 1
+        self.h[:a] = ((self.h[:a] << np.uint64(8)) | symbols.astype(np.uint64)) & self._hist_mask
+
+    def _follow(self, symbols: np.ndarray, a: int) -> None:
+        cfg = self.cfg
+        mlen, ptr = self.mlen[:a], self.ptr[:a]
+        # 1. matches that predicted right grow, the others end
+        hit = (mlen > 0) & (self.pred[:a] == symbols)
+        nxt = ptr + 1
+        s_of, off = nxt >> _OFF_BITS, nxt & _OFF_MASK
+        ok = hit & (off < self.n[s_of])
+        mlen[:] = np.where(ok, np.minimum(mlen + 1, 1 << 16), 0)
+        ptr[:] = np.where(ok, nxt, -1)
+        # 2. streams without a match look their context up (all lookups before any insert)
+        ready = self.n[:a] >= cfg["min_len"]
+        idx = ((self.h[:a] * _HASH_MULT) >> self._shift).astype(np.int64)
+        look = np.nonzero((mlen == 0) & ready)[0]
+        if len(look):
+            cand = self.table[idx[look]]
+            s2, o2 = cand >> _OFF_BITS, cand & _OFF_MASK
+            valid = (cand >= 0) & (o2 < self.n[np.maximum(s2, 0)])
+            look, s2, o2 = look[valid], s2[valid], o2[valid]
+            if len(look):
+                length = np.zeros(len(look), dtype=np.int64)
+                alive = np.ones(len(look), dtype=bool)
+                n_look = self.n[look]
+                for k in range(1, cfg["verify"] + 1):
+                    inside = (o2 - k >= 0) & (n_look - k >= 0)
+                    same = inside & (self.buf[s2, np.maximum(o2 - k, 0)]
+                                     == self.buf[look, np.maximum(n_look - k, 0)])
+                    alive &= same
+                    length += alive
+                    if not alive.any():
+                        break
+                good = length >= cfg["min_len"]
+                mlen[look[good]] = length[good]
+                ptr[look[good]] = (s2[good] << _OFF_BITS) | o2[good]
+        # 3. insert this position for every ready stream; the highest stream wins a shared slot
+        ins = np.nonzero(ready)[0]
+        if len(ins):
+            keys = idx[ins]
+            _, last = np.unique(keys[::-1], return_index=True)
+            pick = ins[len(ins) - 1 - last]
+            self.table[idx[pick]] = (pick << _OFF_BITS) | self.n[pick]
+
+
+def wrapped_sha256(name: str, model_sha256: bytes) -> bytes:
+    """Identity of a match stage: SHA-256 over the wrapped predictor's name and model hash."""
+    h = hashlib.sha256(b"match\0")
+    h.update(name.encode() + b"\0" + model_sha256)
+    return h.digest()
