@@ -175,7 +175,8 @@ def _resolve_models(api, spec: str | None) -> list:
         raise
 
 
-DE_SUFFIXES = {":de": True, ":static": False}
+DE_SUFFIXES = {":de": True, ":static": False, ":de-out": {"scope": "out"},
+               ":de-full": {"scope": "full"}}
 
 
 def nnc_compressors(models: tuple[str, ...], device: str, streams: int | None) -> list[Compressor]:
@@ -195,7 +196,11 @@ def nnc_compressors(models: tuple[str, ...], device: str, streams: int | None) -
                 m, de = spec[: -len(suffix)] or None, value
         refs = _resolve_models(api, m)
         label = "+".join(r.name for r in refs) or m or "default"
-        if de is not None:
+        if refs and (m or "").endswith("+match"):
+            label += "+match"
+        if isinstance(de, dict):
+            label += f" dyn-eval {de['scope']}"
+        elif de is not None:
             label += " dyn-eval" if de else " static"
         paths = [Path(r.path) for r in refs if getattr(r, "path", None)]
         size = sum(p.stat().st_size for p in paths)

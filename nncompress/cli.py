@@ -231,7 +231,7 @@ stdout_opt = click.option("-c", "--stdout", "to_stdout", is_flag=True,
 @click.option("--streams", type=click.IntRange(1, 1 << 20), default=None,
               help="Number of streams coded in lockstep (default: from the input size).")
 @click.option("--dynamic-eval/--no-dynamic-eval", "dyn", default=None,
-              help="Keep training the FS-LSTM's output layer on the text as it is coded "
+              help="Keep training the FS-LSTM on the text as it is coded "
               "(the decoder repeats it). Default: on when the model file carries the statistics "
               "it needs (the shipped default does).")
 @click.option("--de-segment", type=click.IntRange(1, 1 << 16), default=None, metavar="STEPS",
@@ -240,14 +240,18 @@ stdout_opt = click.option("-c", "--stdout", "to_stdout", is_flag=True,
               help="Dynamic evaluation: learning rate (default: the model's).")
 @click.option("--de-decay", type=click.FloatRange(0, 1), default=None, metavar="LAMBDA",
               help="Dynamic evaluation: decay toward the trained weights (default: the model's).")
+@click.option("--de-scope", type=click.Choice(["out", "full"]), default=None,
+              help="Dynamic evaluation: adapt the output layer only (out, faster) or every weight "
+              "matrix through backpropagation over each segment (full, about 2.5x slower on a "
+              "CPU). Default: the model's.")
 @verbose_opt
 @quiet_opt
 @_exit_on_failure
 def compress_cmd(src, dst, to_stdout, force, verify, model, device, ensemble, streams, dyn,
-                 de_segment, de_lr, de_decay, verbose, quiet):
+                 de_segment, de_lr, de_decay, de_scope, verbose, quiet):
     """Compress IN into OUT (default IN.nnc; '-' is stdin/stdout). IN is kept."""
-    overrides = {k: v for k, v in (("segment", de_segment), ("lr", de_lr), ("decay", de_decay))
-                 if v is not None}
+    overrides = {k: v for k, v in (("segment", de_segment), ("lr", de_lr), ("decay", de_decay),
+                                   ("scope", de_scope)) if v is not None}
     if overrides and dyn is False:
         raise click.UsageError("--de-* options need --dynamic-eval")
     dynamic_eval = False if dyn is False else ((overrides or True) if (dyn or overrides) else None)

@@ -123,11 +123,19 @@ def test_export_with_dynamic_evaluation_statistics(data, tmp_path):
     assert "dynamic evaluation" in r.output
     rec = json.loads((tmp_path / "models" / "tiny-de.json").read_text())
     assert rec["config"]["dyneval"]["stats"]["bytes"] == 6000
-    assert set(rec["config"]["dyneval"]["settings"]) == {"segment", "lr", "decay", "eps"}
+    settings = rec["config"]["dyneval"]["settings"]
+    assert set(settings) == {"segment", "lr", "decay", "eps", "scope"}
+    assert settings["scope"] == "full"            # new models recommend full dynamic evaluation
     v = rec["validation"]
-    assert v["dyneval_bpb"] > 0 and v["dyneval_vs_static"] == pytest.approx(
-        v["dyneval_bpb"] / v["exact_bpb"] - 1)
+    for key in ("dyneval", "dyneval_full"):       # output layer only, and full
+        assert v[f"{key}_bpb"] > 0 and v[f"{key}_vs_static"] == pytest.approx(
+            v[f"{key}_bpb"] / v["exact_bpb"] - 1)
     model = str(tmp_path / "models" / "tiny-de.pt")
     blob = nncompress.compress(TEXT[:3000], model=model, dynamic_eval=True, device="cpu")
+    h = nncompress.read_header(io.BytesIO(blob))
+    assert h.settings["dyneval"]["arith"] == "de-full-v1"
+    assert nncompress.decompress(blob, model=model) == TEXT[:3000]
+    blob = nncompress.compress(TEXT[:3000], model=model, dynamic_eval={"scope": "out"})
+    assert nncompress.read_header(io.BytesIO(blob)).settings["dyneval"]["lr"] == 1e-3
     assert nncompress.decompress(blob, model=model) == TEXT[:3000]
     assert CliRunner().invoke(export_cmd, args).exit_code != 0   # a released name is never reused

@@ -1,4 +1,10 @@
-"""Exact dynamic evaluation of the FS-LSTM's output layer (Krause et al., integer arithmetic).
+"""Exact dynamic evaluation of the FS-LSTM (Krause et al., integer arithmetic).
+
+Two scopes. "out" (arithmetic tag de-out-v1, the first one shipped) adapts the output layer only;
+the rest of this docstring describes it. "full" (de-full-v1) backpropagates through the whole
+segment (truncated BPTT through every cell, backward.py) and adapts every weight matrix, the
+biases and fast.0's input table with the same update rule; its gradients and accumulators follow
+the same fixed-point rules (backward.py gives the bounds).
 
 While coding, the predictor collects, for every coded byte, the gradient of its code length with
 respect to the softmax weights and bias: (p - onehot(byte)) times the last fast cell's output h.
@@ -33,9 +39,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import exact
+from . import backward, exact
 
-ARITH = "de-out-v1"      # this file's update arithmetic; a change needs a new tag
+ARITH = "de-out-v1"      # the output-layer update arithmetic; a change needs a new tag
+ARITH_FULL = "de-full-v1"  # the full backward pass and update (scope "full")
+SCOPES = {"out": ARITH, "full": ARITH_FULL}
+# learning rates chosen on trainpool shard 7 (fslstm-small-v2, 256 KB at offset 3 MB, 64 streams:
+# full 1e-4 1.8931, 2e-4 1.8820, 3e-4 1.8739, 4.5e-4 1.8735 bpb; out 1e-3 1.9604)
+DEFAULT_LR = {"out": 1e-3, "full": 3e-4}
 ACC = 16                 # extra fraction bits of the accumulators
 G_CLAMP = 1 << 41        # |segment gradient sum| used in an update
 R_MAX_BITS = 21          # learning-rate multipliers r < 2**21
@@ -56,8 +67,16 @@ class DynEvalSettings:
     lr: float = 1e-3        # eta
     decay: float = 0.0      # lambda
     eps: float = 1e-4
+    scope: str = "out"      # "out": output layer only; "full": every weight matrix (BPTT)
 
     def __post_init__(self):
+        if self.scope not in SCOPES:
+            raise ValueError(f"dynamic evaluation scope must be one of {sorted(SCOPES)}, "
+                             f"not {self.scope!r}")
+        if self.scope == "full" and isinstance(self.segment, int) \
+                and self.segment > backward.MAX_SEGMENT:
+            raise ValueError(f"full dynamic evaluation updates at least every "
+                             f"{backward.MAX_SEGMENT} steps, not {self.segment}")
         if not (isinstance(self.segment, int) and 1 <= self.segment <= 1 << 16):
             raise ValueError(f"dynamic evaluation segment must be 1..65536 steps, not {self.segment}")
         for k in ("lr", "decay", "eps"):
@@ -68,21 +87,28 @@ class DynEvalSettings:
             raise ValueError("dynamic evaluation needs 0 <= decay <= 1 and eps > 0")
 
     def to_json(self) -> dict:
-        return {"arith": ARITH, **{k: (float(v) if k != "segment" else v)
-                                   for k, v in asdict(self).items()}}
+        """The header form: the arithmetic tag stands for the scope."""
+        return {"arith": SCOPES[self.scope], **{k: (float(v) if k != "segment" else v)
+                                                for k, v in asdict(self).items() if k != "scope"}}
 
     @classmethod
     def from_json(cls, d: dict) -> "DynEvalSettings":
-        if d.get("arith") != ARITH:
-            raise ValueError(f"dynamic evaluation arithmetic {d.get('arith')!r} is not {ARITH!r}")
-        return cls(int(d["segment"]), float(d["lr"]), float(d["decay"]), float(d["eps"]))
+        scope = {v: k for k, v in SCOPES.items()}.get(d.get("arith"))
+        if scope is None:
+            raise ValueError(f"dynamic evaluation arithmetic {d.get('arith')!r} is not one of "
+                             f"{sorted(SCOPES.values())}")
+        return cls(int(d["segment"]), float(d["lr"]), float(d["decay"]), float(d["eps"]), scope)
 
 
-def _grad_bits(name: str, q: dict) -> tuple[int, int]:
-    """(fraction bits of the parameter's integer form, fraction bits of its gradient sum)."""
-    if name == "out_W":
-        return int(q["out_sw"]), exact.ACT + 16
-    return exact.FRAC, 16
+def params_for(cfg: dict, scope: str) -> list[str]:
+    return list(PARAMS) if scope == "out" else backward.full_params(cfg)
+
+
+def has_stats(cfg: dict, q: dict, scope: str) -> bool:
+    return all(f"de.ms.{name}" in q for name in params_for(cfg, scope))
+
+
+_grad_bits = backward.grad_bits
 
 
 # ------------------------------------------------------------------ shared pieces
@@ -137,6 +163,7 @@ class OutputDynEval:
             raise ValueError("this model file has no dynamic-evaluation statistics")
         self.net, self.s = net, settings
         o = self.ops = net.ops
+        self.params = list(PARAMS)
         self.acc, self.acc0, self.r, self.R, self.d = {}, {}, {}, {}, {}
         for name in PARAMS:
             a0 = o.asarray(np.asarray(q[name], dtype=np.int64) << ACC)
@@ -158,21 +185,60 @@ class OutputDynEval:
             self._update()
 
     def _update(self):
-        o, g = self.ops, self.grad
-        grads = {"out_W": g.gW, "out_b": g.gb}
-        for name in PARAMS:
-            G = o.clamp(grads[name], -G_CLAMP, G_CLAMP)
-            acc = self.acc[name]
-            div = math.isqrt(g.n * N_REF) << self.R[name]
-            step = (G * self.r[name]) // div                                 # |G * r| < 2**62
-            decay = ((self.acc0[name] - acc) * self.d[name]) >> D_BITS        # < 2**62
-            lim = (W_MAX if name == "out_W" else B_MAX) << ACC
-            acc = o.clamp(acc - step + decay, -lim, lim)
-            self.acc[name] = acc
-        self.net.p["out_W"] = _f64(o, self.acc["out_W"] >> ACC)
-        self.net.p["out_b"] = self.acc["out_b"] >> ACC
-        self.updates += 1
+        g = self.grad
+        _apply(self, {"out_W": g.gW, "out_b": g.gb}, g.n)
         g.reset()
+
+
+def _apply(de, grads: dict, n: int) -> None:
+    """One update of every adapted parameter from its segment gradient sum over n bytes."""
+    o = de.ops
+    for name in de.params:
+        G = o.clamp(grads[name], -G_CLAMP, G_CLAMP)
+        acc = de.acc[name]
+        div = math.isqrt(n * N_REF) << de.R[name]
+        step = (G * de.r[name]) // div                                 # |G * r| < 2**62
+        if de.s.decay > 0:                                             # else d == 0: no term
+            step = step - (((de.acc0[name] - acc) * de.d[name]) >> D_BITS)  # < 2**62
+        acc = acc - step
+        lim = (W_MAX if backward.is_matrix(name) else B_MAX) << ACC
+        acc = o.clamp(acc, -lim, lim)
+        de.acc[name] = acc
+        de.net.p[name] = _f64(o, acc >> ACC) if backward.is_matrix(name) else acc >> ACC
+    de.updates += 1
+
+
+class FullDynEval:
+    """Adapts every weight matrix of `net` (scope "full"): records each step's intermediates and
+    backpropagates through the segment when it is complete. Same calls as OutputDynEval."""
+
+    def __init__(self, net: exact.ExactFSRNN, q: dict, settings: DynEvalSettings):
+        if not has_stats(net.cfg, q, "full"):
+            raise ValueError("this model file has no statistics for full dynamic evaluation")
+        self.net, self.s = net, settings
+        o = self.ops = net.ops
+        self.params = params_for(net.cfg, "full")
+        self.acc, self.acc0, self.r, self.R, self.d = {}, {}, {}, {}, {}
+        for name in self.params:
+            a0 = o.asarray(np.asarray(q[name], dtype=np.int64) << ACC)
+            self.acc[name], self.acc0[name] = a0, a0
+            r, R, d = multipliers(name, q, settings)
+            self.r[name], self.R[name], self.d[name] = o.asarray(r), R, o.asarray(d)
+        net.record = True
+        self.grad = backward.SegmentGrads(net)
+        self.h = self.w = self.tape = None
+        self.updates = 0
+
+    def predicted(self, w):
+        backward.check_sizes(self.net.cfg, w.shape[0])
+        self.h, self.w, self.tape = self.net.hF, w, self.net.tape
+
+    def observe(self, symbols) -> None:
+        a = symbols.shape[0]
+        self.grad.add(error_q16(self.ops, self.w[:a], symbols), self.h, self.tape)
+        if len(self.grad.entries) >= self.s.segment:
+            _apply(self, self.grad.backward(), self.grad.n)
+            self.grad.reset()
 
 
 def multipliers(name: str, q: dict, s: DynEvalSettings):
@@ -198,30 +264,47 @@ def multipliers(name: str, q: dict, s: DynEvalSettings):
 
 # ------------------------------------------------------------------ statistics (export time)
 
-def measure_stats(cfg: dict, q: dict, data: bytes, streams: int = 16, segment: int = 32) -> dict:
+def measure_stats(cfg: dict, q: dict, data: bytes, streams: int = 16, segment: int = 32,
+                  scope: str = "out") -> dict:
     """MS of the segment-mean gradients of the exact model on `data` (training text), as the
-    integer tensors a model file stores: {"de.ms.out_W", "de.ms_exp.out_W", ...}."""
+    integer tensors a model file stores: {"de.ms.out_W", "de.ms_exp.out_W", ...}; scope "full"
+    measures every parameter that full dynamic evaluation adapts."""
     net = exact.ExactFSRNN(cfg, q)
     L = len(data) // streams
     if L < segment + 1:
         raise ValueError("not enough data for the dynamic-evaluation statistics")
     x = np.frombuffer(data[: L * streams], dtype=np.uint8).reshape(streams, L).astype(np.int64)
-    grad = _Grad(net.ops, cfg["fast"])
-    sq = {name: None for name in PARAMS}
+    names = params_for(cfg, scope)
+    sq = {name: None for name in names}
     count = 0
+
+    def add(grads: dict, n: int):
+        for name in names:
+            _, g_bits = _grad_bits(name, q)
+            g = grads[name].astype(np.float64) / (n * 2.0 ** g_bits)
+            sq[name] = g * g if sq[name] is None else sq[name] + g * g
+
+    if scope == "full":
+        net.record = True
+        full = backward.SegmentGrads(net)
+    grad = _Grad(net.ops, cfg["fast"])
     w = net.start(streams)
     for t in range(L):
-        grad.add(net.hF, w, x[:, t])
-        if grad.steps == segment:
-            for name, G in (("out_W", grad.gW), ("out_b", grad.gb)):
-                _, g_bits = _grad_bits(name, q)
-                g = G.astype(np.float64) / (grad.n * 2.0 ** g_bits)
-                sq[name] = g * g if sq[name] is None else sq[name] + g * g
-            count += 1
-            grad.reset()
+        if scope == "full":
+            full.add(error_q16(net.ops, w, x[:, t]), net.hF, net.tape)
+            if len(full.entries) == segment:
+                add(full.backward(), full.n)
+                count += 1
+                full.reset()
+        else:
+            grad.add(net.hF, w, x[:, t])
+            if grad.steps == segment:
+                add({"out_W": grad.gW, "out_b": grad.gb}, grad.n)
+                count += 1
+                grad.reset()
         w = net.step(x[:, t])
     out = {}
-    for name in PARAMS:
+    for name in names:
         ms = np.sqrt(sq[name] / count)
         e = MS_BITS - 1 - math.frexp(float(ms.max()))[1]
         out[f"de.ms.{name}"] = np.round(ms * 2.0 ** e).astype(np.int64)

@@ -199,6 +199,8 @@ class ExactFSRNN:
         self.cfg = cfg
         self.ops = o = ops_for(backend, device)
         self.k = cfg["k"]
+        # record=True keeps each step's intermediates in self.tape (full dynamic evaluation)
+        self.record, self.tape = False, None
         self.fb = int(round(cfg["forget_bias"] * (1 << FRAC)))
         self.eps = int(round(cfg["ln_eps"] * (1 << (2 * FRAC))))
         self.keep_h = int(round(cfg["zoneout_h"] * (1 << 15)))
@@ -219,15 +221,20 @@ class ExactFSRNN:
         # (S, n_in) Q14 @ W / 2**s  ->  Q16
         return self.ops.mm_shift(a, self.p[name], ACT + self.p[sname] - FRAC)
 
-    def _ln(self, z, n, gain, bias):
-        """Layer norm over the last axis of z (S, m, n) or (S, n), Q16 in and out."""
+    def _ln_y(self, z, n):
+        """Normalised z over the last axis of (S, m, n) or (S, n), Q16 in and out, and its
+        standard deviation (Q16)."""
         o = self.ops
         z = o.clamp(z, -Z_CLAMP, Z_CLAMP)
         mean = z.sum(-1) // n
         d = z - mean[..., None]
         var = (d * d).sum(-1) // n                        # Q32
         sd = o.isqrt(var + self.eps)                      # Q16, >= isqrt(eps) > 0
-        y = o.floordiv(d << FRAC, sd[..., None])          # Q16, |d << 16| < 2**41
+        return o.floordiv(d << FRAC, sd[..., None]), sd   # Q16, |d << 16| < 2**41
+
+    def _ln(self, z, n, gain, bias):
+        """Layer norm over the last axis of z (S, m, n) or (S, n), Q16 in and out."""
+        y, _ = self._ln_y(z, n)
         return ((y * gain) >> FRAC) + bias
 
     def _lut(self, name, x):
@@ -240,19 +247,25 @@ class ExactFSRNN:
         n = h.shape[-1]
         z = zx + self._mm(h, f"{c}.Wh", f"{c}.sh")                     # (S, 4n) Q16
         S = z.shape[0]
-        g = self._ln(z.reshape(S, 4, n), n, self.p[f"{c}.ln_gain"].reshape(4, n),
-                     self.p[f"{c}.ln_bias"].reshape(4, n))             # (S, 4, n)
+        y4, sd4 = self._ln_y(z.reshape(S, 4, n), n)
+        g = ((y4 * self.p[f"{c}.ln_gain"].reshape(4, n)) >> FRAC) \
+            + self.p[f"{c}.ln_bias"].reshape(4, n)                      # (S, 4, n)
         i, j, f, og = g[:, 0], g[:, 1], g[:, 2], g[:, 3]
         sf = self._lut("lut_sigmoid", f + self.fb)                     # Q15
         si = self._lut("lut_sigmoid", i)
         tj = self._lut("lut_tanh", j)
         c_new = ((cs * sf) >> LUT_OUT) + ((si * tj) >> (2 * LUT_OUT - FRAC))
         c_new = self.ops.clamp(c_new, -C_CLAMP, C_CLAMP)              # Q16
-        lc = self._ln(c_new, n, self.p[f"{c}.lnc_gain"], self.p[f"{c}.lnc_bias"])
-        h_new = (self._lut("lut_tanh", lc) * self._lut("lut_sigmoid", og)) >> (2 * LUT_OUT - ACT)
+        yc, sdc = self._ln_y(c_new, n)
+        lc = ((yc * self.p[f"{c}.lnc_gain"]) >> FRAC) + self.p[f"{c}.lnc_bias"]
+        tl, so = self._lut("lut_tanh", lc), self._lut("lut_sigmoid", og)
+        h_new = (tl * so) >> (2 * LUT_OUT - ACT)
         kh, kc = self.keep_h, self.keep_c
         h_out = (kh * h + ((1 << 15) - kh) * h_new) >> 15
         c_out = (kc * cs + ((1 << 15) - kc) * c_new) >> 15
+        if self.tape is not None:   # what the exact backward pass (dyneval.py) needs
+            self.tape[c] = {"h": h, "cs": cs, "y4": y4, "sd4": sd4, "sf": sf, "si": si,
+                            "tj": tj, "yc": yc, "sdc": sdc, "tl": tl, "so": so}
         return h_out, c_out
 
     def _weights(self, hF):
@@ -270,13 +283,20 @@ class ExactFSRNN:
         self.cF = o.zeros((n_streams, cfg["fast"]))
         self.hS = o.zeros((n_streams, cfg["slow"]))
         self.cS = o.zeros((n_streams, cfg["slow"]))
+        self.tape = None
         return self._weights(self.hF)
 
     def step(self, symbols):
         a = symbols.shape[0]
+        if self.record:
+            self.tape = {"symbols": symbols}
         hF, cF, hS, cS = self.hF[:a], self.cF[:a], self.hS[:a], self.cS[:a]
         hF, cF = self._cell("fast.0", self.p["in_table"][symbols], hF, cF)
+        if self.tape is not None:
+            self.tape["x.slow"] = hF
         hS, cS = self._cell("slow", self._mm(hF, "slow.Wx", "slow.sx") + self.p["slow.b"], hS, cS)
+        if self.tape is not None:
+            self.tape["x.fast.1"] = hS
         hF, cF = self._cell("fast.1", self._mm(hS, "fast.1.Wx", "fast.1.sx") + self.p["fast.1.b"],
                             hF, cF)
         for i in range(2, self.k):

@@ -83,15 +83,21 @@ DE_STATS_SKIP = 1 << 20
 DE_STATS_BYTES = 1 << 18
 DE_STATS_STREAMS = 16
 DE_STATS_SEGMENT = 32
+# what a newly exported model recommends (its file's config["dyneval"]["settings"])
+DEFAULT_DE = dyneval.DynEvalSettings(scope="full", lr=dyneval.DEFAULT_LR["full"])
 
 
 def add_dyneval_stats(cfg: dict, q: dict, data_path: str) -> dict:
     """Measures the gradient statistics on training text (never the validation shard or the
     corpora) and adds them to q; returns the provenance recorded in config["dyneval"]."""
+    from .predictor import _one_blas_thread
     data, offset = read_val(data_path, DE_STATS_BYTES, DE_STATS_SKIP)
     t0 = time.time()
-    q.update(dyneval.measure_stats(cfg, q, data, DE_STATS_STREAMS, DE_STATS_SEGMENT))
-    return {"arith": dyneval.ARITH, "data": str(data_path),
+    with _one_blas_thread()():
+        q.update(dyneval.measure_stats(cfg, q, data, DE_STATS_STREAMS, DE_STATS_SEGMENT))
+        q.update(dyneval.measure_stats(cfg, q, data, DE_STATS_STREAMS, DE_STATS_SEGMENT,
+                                       scope="full"))
+    return {"arith": [dyneval.ARITH, dyneval.ARITH_FULL], "data": str(data_path),
             "data_sha256": hashlib.sha256(data).hexdigest(), "offset": offset, "bytes": len(data),
             "streams": DE_STATS_STREAMS, "segment": DE_STATS_SEGMENT,
             "seconds": round(time.time() - t0, 1)}
@@ -104,7 +110,7 @@ def export(ckpt: str, name: str, out_dir: Path, val: str | None, val_bytes: int,
     file_cfg = dict(cfg)
     if de_data:
         file_cfg["dyneval"] = {"stats": add_dyneval_stats(cfg, q, de_data),
-                               "settings": dataclasses.asdict(dyneval.DynEvalSettings())}
+                               "settings": dataclasses.asdict(DEFAULT_DE)}
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / f"{name}.pt"
     if model_path.exists():
@@ -143,10 +149,14 @@ def _validate(cfg, sd, q, val, val_bytes, n_streams) -> dict:
         "float_bpb": fb / n, "exact_bpb": eb / n, "exact_vs_float": (eb - fb) / fb,
         "exact_cpu_kBps": n / sec / 1000, "exact_backend": "numpy (CPU)",
     }
-    if "de.ms.out_W" in q:
+    if dyneval.has_stats(cfg, q, "out"):
         db, dsec = exact_bits(cfg, q, data, n_streams, dyneval.DynEvalSettings())
         out.update({"dyneval_bpb": db / n, "dyneval_vs_static": (db - eb) / eb,
                     "dyneval_cpu_kBps": n / dsec / 1000})
+    if dyneval.has_stats(cfg, q, "full"):
+        db, dsec = exact_bits(cfg, q, data, n_streams, DEFAULT_DE)
+        out.update({"dyneval_full_bpb": db / n, "dyneval_full_vs_static": (db - eb) / eb,
+                    "dyneval_full_cpu_kBps": n / dsec / 1000})
     return out
 
 
@@ -175,3 +185,7 @@ def export_cmd(ckpt, name, out_dir, val, val_bytes, de_data):
         if "dyneval_bpb" in v:
             click.echo(f"dynamic evaluation {v['dyneval_bpb']:.4f} bpb "
                        f"({100 * v['dyneval_vs_static']:+.2f}%), {v['dyneval_cpu_kBps']:.1f} KB/s")
+        if "dyneval_full_bpb" in v:
+            click.echo(f"full dynamic evaluation {v['dyneval_full_bpb']:.4f} bpb "
+                       f"({100 * v['dyneval_full_vs_static']:+.2f}%), "
+                       f"{v['dyneval_full_cpu_kBps']:.1f} KB/s")

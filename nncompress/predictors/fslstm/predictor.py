@@ -16,7 +16,7 @@ import numpy as np
 
 from ...errors import ModelError, ModelMismatchError
 from ..base import PredictorIdentity
-from . import dyneval, exact
+from . import backward, dyneval, exact
 
 FORMAT = "nncompress-fslstm-exact"
 VERSIONS = (1, 2)
@@ -66,6 +66,11 @@ def pick_device(device: str) -> tuple[str, str]:
     return "numpy", "cpu"
 
 
+# Full dynamic evaluation keeps every step of a segment for the backward pass: fewer streams
+# bound that memory (256 streams x 8 steps of the small model: about 80 MB).
+FULL_DE_MAX_STREAMS = backward.MAX_STREAMS
+
+
 class FSLSTMPredictor:
     # Streams cost the LSTM little and buy speed (100 KB of trainpool text: 1 stream 2.617 bpb
     # at 1.5 KB/s, 24 streams 2.623 bpb at 10.3 KB/s). The count depends on the input size only,
@@ -85,7 +90,13 @@ class FSLSTMPredictor:
             dev = device if device != "auto" else "cpu"
         self.backend = backend
         self.net = exact.ExactFSRNN(cfg, q, backend=backend, device=dev)
-        self.de = dyneval.OutputDynEval(self.net, q, de) if de is not None else None
+        if de is None:
+            self.de = None
+        elif de.scope == "full":
+            self.de = dyneval.FullDynEval(self.net, q, de)
+            self.max_streams = FULL_DE_MAX_STREAMS
+        else:
+            self.de = dyneval.OutputDynEval(self.net, q, de)
 
         self._blas = _one_blas_thread() if backend == "numpy" else contextlib.nullcontext
 
@@ -147,12 +158,18 @@ def load_fslstm(ref, settings=None, device: str = "auto", dynamic_eval=None) -> 
                 raise ModelMismatchError(f"this file's dynamic evaluation is not understood by "
                                          f"this version of nncompress ({e})") from None
     cfg, q = read_exact(ref.path)
-    has_stats = "de.ms.out_W" in q
-    if settings is None and (dynamic_eval or (dynamic_eval is None and has_stats)):
+    if settings is None and (dynamic_eval or (dynamic_eval is None and "de.ms.out_W" in q)):
         de = default_dyneval(cfg)
         if isinstance(dynamic_eval, dict):
-            de = dataclasses.replace(de, **dynamic_eval)
-    if de is not None and not has_stats:
-        raise ModelError(f"model {ref.name!r} has no dynamic-evaluation statistics "
-                         "(a version 1 model file); use a model exported with them")
+            over = dict(dynamic_eval)
+            if over.get("scope", de.scope) != de.scope and "lr" not in over:
+                over["lr"] = dyneval.DEFAULT_LR[over["scope"]]  # the model's lr is for its scope
+            try:
+                de = dataclasses.replace(de, **over)
+            except ValueError as e:
+                raise ModelError(str(e)) from None
+    if de is not None and not dyneval.has_stats(cfg, q, de.scope):
+        what = "full-scope " if de.scope == "full" else ""
+        raise ModelError(f"model {ref.name!r} has no {what}dynamic-evaluation statistics; use "
+                         "a model exported with them")
     return FSLSTMPredictor(ref.name, ref.sha256, cfg, q, device, de)
