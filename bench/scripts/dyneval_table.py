@@ -1,12 +1,13 @@
-"""Static vs dynamic evaluation, single models vs the ensemble: ideal bits per byte (the code
-length under the quantised tables the coder uses; container overhead excluded) and the
-predictor's speed, for the files issue 5 names plus any extra files.
+"""Static vs dynamic evaluation (output layer only, and full), single models vs the ensemble, and
+the match stage: ideal bits per byte (the code length under the quantised tables the coder uses;
+container overhead excluded) and the predictor's speed, for the files issue 5 names plus any
+extra files.
 
-    python bench/scripts/dyneval_table.py [--model fslstm-small-v2] [EXTRA_FILE...]
+    python bench/scripts/dyneval_table.py [--model fslstm-small-v3] [--files a,b] [EXTRA_FILE...]
 
-Columns: ctx1; the FS-LSTM static and with dynamic evaluation; the FS-LSTM+ctx1 mix static and
-with dynamic evaluation. Speeds are the engine's measure pass (prediction and table building,
-no range coding) on this machine.
+Columns: ctx1; the FS-LSTM static, with output-layer and with full dynamic evaluation; the
+FS-LSTM+ctx1 mix static and with full dynamic evaluation; that mix with the match stage. Speeds
+are the engine's measure pass (prediction and table building, no range coding) on this machine.
 """
 import argparse
 import time
@@ -16,6 +17,7 @@ import nncompress
 import nncompress_corpora as corpora
 
 KEY = ["alice29.txt", "book1", "lcet10.txt", "enwik6"]
+OUT, FULL = {"scope": "out"}, {"scope": "full"}
 
 
 def bpb(data, model, de):
@@ -26,25 +28,30 @@ def bpb(data, model, de):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="fslstm-small-v2")
+    ap.add_argument("--model", default="fslstm-small-v3")
+    ap.add_argument("--files", default=",".join(KEY), help="corpus files by name, comma-separated")
     ap.add_argument("extra", nargs="*")
     a = ap.parse_args()
     fs, mix = a.model, f"{a.model}+ctx1"
-    files = [corpora.locate(n) for n in KEY] + [Path(p) for p in a.extra]
-    print(f"| file | ctx1 | {fs} static | {fs} dyn-eval | dyn-eval gain | mix static | mix dyn-eval "
-          "| mix vs best member | KB/s static / dyn-eval (FS-LSTM) | KB/s mix static / dyn-eval |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    names = [n for n in a.files.split(",") if n]
+    files = [corpora.locate(n) for n in names] + [Path(p) for p in a.extra]
+    print(f"| file | ctx1 | {fs} static | DE out | DE full | DE full gain | mix static | "
+          "mix DE full | mix vs best member | mix DE full +match | KB/s FS static / out / full "
+          "| KB/s mix DE full / +match |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for f in files:
         d = f.read_bytes()
         c, _ = bpb(d, "ctx1", None)
         s, s_sp = bpb(d, fs, False)
-        e, e_sp = bpb(d, fs, True)
-        ms, ms_sp = bpb(d, mix, False)
-        me, me_sp = bpb(d, mix, True)
+        o, o_sp = bpb(d, fs, OUT)
+        e, e_sp = bpb(d, fs, FULL)
+        ms, _ = bpb(d, mix, False)
+        me, me_sp = bpb(d, mix, FULL)
+        mm, mm_sp = bpb(d, mix + "+match", FULL)
         best = min(c, e)
-        print(f"| {f.name} | {c:.3f} | {s:.3f} | {e:.3f} | {100 * (e / s - 1):+.1f}% | {ms:.3f} | "
-              f"{me:.3f} | {100 * (me / best - 1):+.1f}% | {s_sp:.1f} / {e_sp:.1f} | "
-              f"{ms_sp:.1f} / {me_sp:.1f} |", flush=True)
+        print(f"| {f.name} | {c:.3f} | {s:.3f} | {o:.3f} | {e:.3f} | {100 * (e / s - 1):+.1f}% | "
+              f"{ms:.3f} | {me:.3f} | {100 * (me / best - 1):+.1f}% | {mm:.3f} | "
+              f"{s_sp:.1f} / {o_sp:.1f} / {e_sp:.1f} | {me_sp:.1f} / {mm_sp:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
 """Real .nnc sizes of the default model and ctx1 (through the CLI, --verify) against xz -9, xz -9e
 and gzip -9 on the files issue 3 names, plus any extra files; prints a Markdown table.
 
-    python bench/scripts/key_files.py [EXTRA_FILE...]
+    python bench/scripts/key_files.py [--files a,b] [--no-header] [EXTRA_FILE...]
+
+(--files picks corpus files by name, so that two halves can run side by side.)
 """
+import argparse
 import gzip
 import lzma
 import os
 import re
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -27,9 +29,15 @@ def nnc(path, model):
 
 
 def main():
-    files = [corpora.locate(n) for n in KEY] + [Path(p) for p in sys.argv[1:]]
-    print("| file | bytes | default | ctx1 | xz -9 | xz -9e | gzip -9 | 25% below xz -9 | default vs xz -9 | default KB/s c / d |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--files", default=",".join(KEY))
+    ap.add_argument("--no-header", action="store_true")
+    ap.add_argument("extra", nargs="*")
+    a = ap.parse_args()
+    files = [corpora.locate(n) for n in a.files.split(",") if n] + [Path(p) for p in a.extra]
+    if not a.no_header:
+        print("| file | bytes | default | ctx1 | xz -9 | xz -9e | gzip -9 | 25% below xz -9 | default vs xz -9 | default KB/s c / d |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for f in files:
         data = f.read_bytes()
         n = len(data)
