@@ -84,5 +84,7 @@ def test_models_registry():
 @pytest.mark.slow
 @pytest.mark.parametrize("path", canterbury_files(), ids=lambda p: p.name)
 def test_canterbury_round_trip_default_model(path):
-    data = path.read_bytes()
+    # the first 300 KB of each (the default codes about 5 KB/s on a CI core; whole files, and
+    # every corpus, go through bench/scripts/roundtrip_corpora.sh)
+    data = path.read_bytes()[:300_000]
     assert nncompress.decompress(nncompress.compress(data)) == data
