@@ -152,14 +152,13 @@ def test_torch_backend_decodes_the_numpy_file(de_model):
     assert pred.de.updates > 10
 
 
-def test_same_bytes_with_one_and_two_threads_in_fresh_processes(de_model, tmp_path):
-    path, _, _ = de_model
-    src = tmp_path / "text"
-    src.write_bytes(TEXT * 4)
+def compress_in_fresh_processes(path, src, streams: int) -> list[bytes]:
+    """`src` compressed with model file `path` and its own dynamic evaluation, in a fresh process
+    with 1 and with 2 threads (torch, OpenMP and BLAS)."""
     code = ("import sys, torch, nncompress; torch.set_num_threads(int(sys.argv[3]));"
             "d = open(sys.argv[1], 'rb').read();"
             "sys.stdout.buffer.write(nncompress.compress(d, model=sys.argv[2], device='cpu', "
-            "streams=2, dynamic_eval=True))")
+            f"streams={streams}, dynamic_eval=True))")
     outs = []
     for threads in (1, 2):
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
@@ -167,6 +166,14 @@ def test_same_bytes_with_one_and_two_threads_in_fresh_processes(de_model, tmp_pa
                            capture_output=True, timeout=300, env=env)
         assert p.returncode == 0, p.stderr.decode()
         outs.append(p.stdout)
+    return outs
+
+
+def test_same_bytes_with_one_and_two_threads_in_fresh_processes(de_model, tmp_path):
+    path, _, _ = de_model
+    src = tmp_path / "text"
+    src.write_bytes(TEXT * 4)
+    outs = compress_in_fresh_processes(path, src, 2)
     assert outs[0] == outs[1]
     assert nncompress.decompress(outs[0], model=str(path)) == TEXT * 4
 

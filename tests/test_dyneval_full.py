@@ -131,23 +131,11 @@ def test_full_round_trip_threads_torch_backend_and_header(full_model, monkeypatc
 
 
 def test_same_bytes_with_one_and_two_threads_in_fresh_processes(full_model, tmp_path):
-    import os
-    import subprocess
-    import sys
+    from test_dyneval import compress_in_fresh_processes
     path, _, _ = full_model
     src = tmp_path / "text"
     src.write_bytes(TEXT * 3)
-    code = ("import sys, torch, nncompress; torch.set_num_threads(int(sys.argv[3]));"
-            "d = open(sys.argv[1], 'rb').read();"
-            "sys.stdout.buffer.write(nncompress.compress(d, model=sys.argv[2], device='cpu', "
-            "streams=3, dynamic_eval=True))")
-    outs = []
-    for threads in (1, 2):
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
-        p = subprocess.run([sys.executable, "-c", code, str(src), str(path), str(threads)],
-                           capture_output=True, timeout=300, env=env)
-        assert p.returncode == 0, p.stderr.decode()
-        outs.append(p.stdout)
+    outs = compress_in_fresh_processes(path, src, 3)
     assert outs[0] == outs[1]
     h = nncompress.read_header(io.BytesIO(outs[0]))
     assert h.settings["dyneval"]["arith"] == "de-full-v1"
