@@ -139,12 +139,14 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path):
 
 
 def test_default_model_through_the_cli(textfile, tmp_path):
-    """The shipped default (fslstm-small-v2+ctx1): compress with --verify, info, test, restore."""
+    """The shipped default (fslstm-small-v3+ctx1+match): compress with --verify, info, test,
+    restore."""
     code, _, err = run_cli("c", "-v", "--verify", str(textfile))
     assert code == 0, err
     nnc = tmp_path / "a.txt.nnc"
     r = CliRunner().invoke(main, ["info", str(nnc)])
-    assert "predictor        mix" in r.output and "fslstm-small-v2" in r.output and "dyneval" in r.output
+    assert "predictor        match" in r.output and "fslstm-small-v3" in r.output
+    assert "de-full-v1" in r.output and '"name":"mix"' in r.output
     out = tmp_path / "back.txt"
     assert run_cli("d", str(nnc), str(out))[0] == 0
     assert out.read_bytes() == TEXT

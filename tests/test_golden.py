@@ -52,3 +52,18 @@ def test_future_version_is_refused_by_version():
     with pytest.raises(nncompress.FormatError,
                        match=f"unsupported .nnc format version {container.FORMAT_VERSION + 1}"):
         nncompress.decompress(bytes(blob))
+
+
+# The version-2 default since fslstm-small-v3: fslstm-small-v3+ctx1+match with full dynamic
+# evaluation. It pins the integer backward pass and update (de-full-v1) and the match stage.
+def test_golden_v3_default_decodes_and_reencodes_identically():
+    blob = (DATA / "golden-v2-default-v3.nnc").read_bytes()
+    assert nncompress.decompress(blob) == TEXT
+    h = nncompress.read_header(io.BytesIO(blob))
+    assert h.version == 2 and h.predictor_name == "match"
+    assert h.settings["arith"] == "match-sse-v1" and h.settings["inner"]["name"] == "mix"
+    members = {m["name"]: m for m in h.settings["inner"]["settings"]["members"]}
+    assert members["fslstm-small-v3"]["settings"]["dyneval"]["arith"] == "de-full-v1"
+    again = nncompress.compress(TEXT, model="fslstm-small-v3+ctx1+match", streams=h.n_streams,
+                                segment_steps=h.segment_steps)
+    assert again == blob
