@@ -69,12 +69,11 @@ def p_bucket(p16: np.ndarray) -> np.ndarray:
 def _bucket_means() -> np.ndarray:
     x = np.arange(1, 1 << Q_BITS, dtype=np.int64)
     b = p_bucket(x)
-    sums = np.bincount(b, weights=None, minlength=N_PB)
+    counts = np.bincount(b, minlength=N_PB)
     tot = np.zeros(N_PB, dtype=np.int64)
     np.add.at(tot, b, x)
-    means = np.where(sums > 0, tot // np.maximum(sums, 1), 0)
-    # empty buckets (none with 4 per octave above x=1) would take their neighbour's mean
-    return means
+    # buckets no probability falls into (a few at the extremes) are never selected: 0
+    return np.where(counts > 0, tot // np.maximum(counts, 1), 0)
 
 
 def len_class(n: np.ndarray) -> np.ndarray:
