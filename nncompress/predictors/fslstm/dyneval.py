@@ -163,13 +163,7 @@ class OutputDynEval:
             raise ValueError("this model file has no dynamic-evaluation statistics")
         self.net, self.s = net, settings
         o = self.ops = net.ops
-        self.params = list(PARAMS)
-        self.acc, self.acc0, self.r, self.R, self.d = {}, {}, {}, {}, {}
-        for name in PARAMS:
-            a0 = o.asarray(np.asarray(q[name], dtype=np.int64) << ACC)
-            self.acc[name], self.acc0[name] = a0, a0
-            r, R, d = multipliers(name, q, settings)
-            self.r[name], self.R[name], self.d[name] = o.asarray(r), R, o.asarray(d)
+        _init_params(self, q, settings, list(PARAMS))
         self.grad = _Grad(o, net.cfg["fast"])
         self.h = self.w = None
         self.updates = 0
@@ -188,6 +182,18 @@ class OutputDynEval:
         g = self.grad
         _apply(self, {"out_W": g.gW, "out_b": g.gb}, g.n)
         g.reset()
+
+
+def _init_params(de, q: dict, settings: DynEvalSettings, params: list) -> None:
+    """The adapted parameters' accumulators (trained values << ACC) and step multipliers."""
+    o = de.ops
+    de.params = params
+    de.acc, de.acc0, de.r, de.R, de.d = {}, {}, {}, {}, {}
+    for name in params:
+        a0 = o.asarray(np.asarray(q[name], dtype=np.int64) << ACC)
+        de.acc[name], de.acc0[name] = a0, a0
+        r, R, d = multipliers(name, q, settings)
+        de.r[name], de.R[name], de.d[name] = o.asarray(r), R, o.asarray(d)
 
 
 def _apply(de, grads: dict, n: int) -> None:
@@ -216,14 +222,8 @@ class FullDynEval:
         if not has_stats(net.cfg, q, "full"):
             raise ValueError("this model file has no statistics for full dynamic evaluation")
         self.net, self.s = net, settings
-        o = self.ops = net.ops
-        self.params = params_for(net.cfg, "full")
-        self.acc, self.acc0, self.r, self.R, self.d = {}, {}, {}, {}, {}
-        for name in self.params:
-            a0 = o.asarray(np.asarray(q[name], dtype=np.int64) << ACC)
-            self.acc[name], self.acc0[name] = a0, a0
-            r, R, d = multipliers(name, q, settings)
-            self.r[name], self.R[name], self.d[name] = o.asarray(r), R, o.asarray(d)
+        self.ops = net.ops
+        _init_params(self, q, settings, params_for(net.cfg, "full"))
         net.record = True
         self.grad = backward.SegmentGrads(net)
         self.h = self.w = self.tape = None
