@@ -27,7 +27,8 @@ BUILTIN = ("ctx1", "order0")
 MATCH_NAME = "match"   # a final stage, not a model: only as the last part of a spec
 MODEL_SUFFIX = ".pt"
 ENSEMBLE_SEP = "+"
-MIX_NAME = "mix"
+MIX_NAME = "mix"     # linear mixture (files up to fslstm-small-v3+ctx1+match)
+GMIX_NAME = "gmix"   # linear mixture plus geometric stage: the mixer of new ensembles
 
 
 def model_dirs() -> list[Path]:
@@ -179,8 +180,8 @@ def build_predictor(spec: Optional[str] = None, device: str = "auto",
     if len(preds) == 1:
         pred = preds[0]
     else:
-        from .predictors.mix import Mixture
-        pred = Mixture(preds)
+        from .predictors.mix import GeoMixture
+        pred = GeoMixture(preds)
     if match:
         from .predictors.match import MatchStage
         pred = MatchStage(pred)
@@ -211,20 +212,30 @@ def predictor_for_header(name: str, sha256: bytes, settings: dict, extra: Iterab
         except (TypeError, ValueError) as e:
             raise ModelMismatchError(f"this file's match-stage settings are not understood ({e})"
                                      ) from None
-    if name == MIX_NAME and sha256 != NO_MODEL_SHA256:
-        from .predictors.mix import Mixture, ensemble_sha256
+    if name in (MIX_NAME, GMIX_NAME) and sha256 != NO_MODEL_SHA256:
+        from .predictors.mix import GeoMixture, Mixture, ensemble_sha256
         try:
             specs = [(m["name"], bytes.fromhex(m["sha256"]), m["settings"]) for m in settings["members"]]
             share = int(settings["share"])
             if int(settings.get("temper", 1)) != 1 or settings.get("buckets") != "class4-v1":
                 raise ValueError("mixer variant")
+            if name == GMIX_NAME:
+                lr_shift = int(settings["lr_shift"])
+                if settings["arith"] != GeoMixture.ARITH:
+                    raise ValueError("mixer arithmetic")
         except (KeyError, TypeError, ValueError):
             raise ModelMismatchError("this file's ensemble description is not understood by this "
                                      "version of nncompress") from None
         members = [predictor_for_header(n, h, st, extra, device) for n, h, st in specs]
         if ensemble_sha256(members) != sha256:
             raise ModelMismatchError("this file's ensemble identity does not match its members")
-        return Mixture(members, share=share)
+        try:
+            if name == GMIX_NAME:
+                return GeoMixture(members, share=share, lr_shift=lr_shift)
+            return Mixture(members, share=share)
+        except ValueError as e:
+            raise ModelMismatchError(f"this file's mixer settings are not understood ({e})"
+                                     ) from None
     ref = ref_for_header(name, sha256, extra)
     try:
         return load_predictor(ref, settings=settings, device=device)

@@ -146,7 +146,7 @@ def test_default_model_through_the_cli(textfile, tmp_path):
     nnc = tmp_path / "a.txt.nnc"
     r = CliRunner().invoke(main, ["info", str(nnc)])
     assert "predictor        match" in r.output and "fslstm-small-v3" in r.output
-    assert "de-full-v1" in r.output and '"name":"mix"' in r.output
+    assert "de-full-v1" in r.output and '"name":"gmix"' in r.output
     out = tmp_path / "back.txt"
     assert run_cli("d", str(nnc), str(out))[0] == 0
     assert out.read_bytes() == TEXT

@@ -1,4 +1,6 @@
-"""The online ensemble mixer: protocol, exactness, and that it learns which member to trust."""
+"""The online ensemble mixers (linear, and linear plus the geometric stage): protocol, exactness,
+and that they learn which member to trust."""
+import math
 import io
 
 import numpy as np
@@ -8,7 +10,8 @@ import nncompress
 from nncompress import coding, engine, models
 from nncompress.errors import ModelMismatchError
 from nncompress.predictors.base import PredictorIdentity
-from nncompress.predictors.mix import Mixture
+from nncompress.predictors import mix
+from nncompress.predictors.mix import GeoMixture, Mixture
 from nncompress.predictors.order0 import Order0
 
 
@@ -67,7 +70,7 @@ def test_ensemble_round_trip_header_and_missing_member():
     data = (b"It was a bright cold day in April, and the clocks were striking thirteen. " * 40)
     blob = nncompress.compress(data, model="ctx1+order0")
     h = nncompress.read_header(io.BytesIO(blob))
-    assert h.predictor_name == "mix"
+    assert h.predictor_name == "gmix" and h.settings["arith"] == "geo-v1"
     assert [m["name"] for m in h.settings["members"]] == ["ctx1", "order0"]
     assert nncompress.decompress(blob) == data
     # a member this version does not know -> refused, naming it
@@ -86,3 +89,83 @@ def test_mixing_a_useless_member_costs_little():
     ctx = nncompress.cross_entropy(data, model="ctx1")
     mixed = nncompress.cross_entropy(data, model="ctx1+order0")
     assert mixed - ctx < 0.05  # bits per byte: the fixed share's price on near-free text
+
+
+class Half:
+    """Knows half of each byte: uniform over the 4 bytes (of 16) that share its high or low bits."""
+
+    def __init__(self, text: bytes, high: bool, name: str):
+        self.text, self.high = text, high
+        self.identity = PredictorIdentity(name)
+
+    def _w(self):
+        w = np.ones((self.a, 256), dtype=np.int64)
+        for s in range(self.a):
+            pos = s * self.span + self.t
+            if pos < len(self.text):
+                y = self.text[pos]
+                for v in range(16):
+                    if (v >> 2 == y >> 2) if self.high else (v & 3 == y & 3):
+                        w[s, v] = 1000
+        return w
+
+    start = Oracle.start
+    step = Oracle.step
+
+
+def test_geometric_stage_combines_complementary_members():
+    # Each member narrows the byte to 4 of 16; only their product pins it down. A linear mixture
+    # cannot do better than about 2 bits per byte, the geometric stage learns to multiply.
+    rng = np.random.default_rng(1)
+    text = bytes(rng.integers(0, 16, 3000).astype(np.uint8))
+    def members():
+        return [Half(text, True, "order0"), Half(text, False, "ctx1")]
+    lin = _bits(Mixture(members()), text, 2) / len(text)
+    geo = _bits(GeoMixture(members()), text, 2) / len(text)
+    assert lin > 1.9 and geo < 0.6 * lin
+
+
+def test_geometric_tables_are_the_rounded_functions():
+    # Built with integers only; they must equal the float functions rounded (at most 1 off).
+    want_log = [round(4096 * math.log2(1 + i / 4096)) for i in range(4096)]
+    want_exp = [round(2 ** 29 * 2 ** (-j / 4096)) for j in range(4096)]
+    assert np.abs(mix._LOG2 - want_log).max() <= 1
+    assert np.abs(mix._EXP2 - want_exp).max() <= 1
+    p = np.concatenate([np.arange(1, 5000), np.random.default_rng(2).integers(1, 1 << 22, 5000),
+                        [1 << 22]]).astype(np.int64)
+    got = mix.log2_q12(p) / 4096
+    assert np.abs(got - np.log2(p / 2 ** 22)).max() < 2 ** -11
+    d = np.arange(0, 40 * 4096, 7, dtype=np.int64)
+    e = mix.exp2_neg_q12(d)
+    assert np.abs(e - np.floor(2 ** 29 * 2.0 ** (-d / 4096))).max() <= 1 + 2 ** 29 * 2 ** -13
+    assert e[-1] == 0 and e[0] == 1 << 29
+
+
+def test_geometric_mixture_is_exact_and_bounded_with_shrinking_batches():
+    data = b"abracadabra, abracadabra! " * 200
+    def make():
+        return GeoMixture([Order0(), models.load_predictor(models.ModelRef("ctx1"))])
+    m1, m2 = make(), make()
+    w1, w2 = m1.start(3), m2.start(3)
+    arr = np.frombuffer(data, dtype=np.uint8).astype(np.int64)
+    for t in range(300):
+        assert np.array_equal(w1, w2)
+        assert w1.min() >= 0 and w1.max() == 1 << 29
+        assert w1.sum(axis=1).max() < coding.MAX_WEIGHT_SUM
+        a = 3 if t < 200 else 2
+        w1, w2 = m1.step(arr[t:t + a]), m2.step(arr[t:t + a])
+        assert w1.shape == (a, 256)
+    assert np.abs(m1.w).max() <= mix.W_LIMIT and not np.array_equal(m1.w[:, -1], [1 << 16] * 4)
+
+
+@pytest.mark.parametrize("change", [{"arith": "geo-v9"}, {"lr_shift": 99}, {"lr_shift": "x"}])
+def test_unknown_geometric_mixer_settings_are_refused(change):
+    data = b"one two three four five six seven eight nine ten " * 20
+    blob = nncompress.compress(data, model="ctx1+order0")
+    from nncompress import container
+    h = nncompress.read_header(io.BytesIO(blob))
+    forged = container.Header(h.original_length, h.n_streams, h.segment_steps, h.predictor_name,
+                              h.model_sha256, dict(h.settings, **change))
+    rest = blob[len(container.pack_header(h)):]
+    with pytest.raises(ModelMismatchError, match="not understood"):
+        nncompress.decompress(container.pack_header(forged) + rest)
