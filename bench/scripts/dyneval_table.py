@@ -3,10 +3,11 @@ the match stage: ideal bits per byte (the code length under the quantised tables
 container overhead excluded) and the predictor's speed, for the files issue 5 names plus any
 extra files.
 
-    python bench/scripts/dyneval_table.py [--model fslstm-small-v3] [--files a,b] [EXTRA_FILE...]
+    python bench/scripts/dyneval_table.py [--model fslstm-small-v3] [--files a,b] [--mix-only] [EXTRA_FILE...]
 
 Columns: ctx1; the FS-LSTM static, with output-layer and with full dynamic evaluation; the
-FS-LSTM+ctx1 mix with full dynamic evaluation, and that mix with the match stage (the default). Speeds
+FS-LSTM+ctx1 mix with full dynamic evaluation, and that mix with the match stage (the default). --mix-only measures only ctx1 and the two mix columns (the FS-LSTM's
+own columns do not change when only the mixer does). Speeds
 are the engine's measure pass (prediction and table building, no range coding) on this machine.
 """
 import argparse
@@ -30,11 +31,22 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="fslstm-small-v3")
     ap.add_argument("--files", default=",".join(KEY), help="corpus files by name, comma-separated")
+    ap.add_argument("--mix-only", action="store_true", help="only ctx1, mix and mix+match")
     ap.add_argument("extra", nargs="*")
     a = ap.parse_args()
     fs, mix = a.model, f"{a.model}+ctx1"
     names = [n for n in a.files.split(",") if n]
     files = [corpora.locate(n) for n in names] + [Path(p) for p in a.extra]
+    if a.mix_only:
+        print("| file | ctx1 | mix DE full | mix DE full +match | KB/s mix DE full / +match |")
+        print("|---|---:|---:|---:|---:|")
+        for f in files:
+            d = f.read_bytes()
+            c, _ = bpb(d, "ctx1", None)
+            me, me_sp = bpb(d, mix, FULL)
+            mm, mm_sp = bpb(d, mix + "+match", FULL)
+            print(f"| {f.name} | {c:.3f} | {me:.3f} | {mm:.3f} | {me_sp:.1f} / {mm_sp:.1f} |", flush=True)
+        return
     print(f"| file | ctx1 | {fs} static | DE out | DE full | DE full gain | "
           "mix DE full | mix vs best member | mix DE full +match | KB/s FS static / out / full "
           "| KB/s mix DE full / +match |")
