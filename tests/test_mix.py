@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import nncompress
-from nncompress import coding, engine, models
+from nncompress import coding, container, engine, models
 from nncompress.errors import ModelMismatchError
 from nncompress.predictors.base import PredictorIdentity
 from nncompress.predictors import mix
@@ -38,6 +38,14 @@ class Oracle:
     def step(self, symbols):
         self.a, self.t = len(symbols), self.t + 1
         return self._w()
+
+
+def _with_settings(blob: bytes, **change) -> bytes:
+    """`blob` with some predictor settings in its header replaced (the records left as they are)."""
+    h = nncompress.read_header(io.BytesIO(blob))
+    forged = container.Header(h.original_length, h.n_streams, h.segment_steps, h.predictor_name,
+                              h.model_sha256, dict(h.settings, **change))
+    return container.pack_header(forged) + blob[len(container.pack_header(h)):]
 
 
 def _bits(pred, data, s):
@@ -74,14 +82,9 @@ def test_ensemble_round_trip_header_and_missing_member():
     assert [m["name"] for m in h.settings["members"]] == ["ctx1", "order0"]
     assert nncompress.decompress(blob) == data
     # a member this version does not know -> refused, naming it
-    from nncompress import container
-    s = dict(h.settings)
-    s["members"] = [dict(s["members"][0], name="ctx9"), s["members"][1]]
-    forged = container.Header(h.original_length, h.n_streams, h.segment_steps, h.predictor_name,
-                              h.model_sha256, s)
-    rest = blob[len(container.pack_header(h)):]
+    members = [dict(h.settings["members"][0], name="ctx9"), h.settings["members"][1]]
     with pytest.raises(ModelMismatchError, match="ctx9"):
-        nncompress.decompress(container.pack_header(forged) + rest)
+        nncompress.decompress(_with_settings(blob, members=members))
 
 
 def test_mixing_a_useless_member_costs_little():
@@ -162,10 +165,5 @@ def test_geometric_mixture_is_exact_and_bounded_with_shrinking_batches():
 def test_unknown_geometric_mixer_settings_are_refused(change):
     data = b"one two three four five six seven eight nine ten " * 20
     blob = nncompress.compress(data, model="ctx1+order0")
-    from nncompress import container
-    h = nncompress.read_header(io.BytesIO(blob))
-    forged = container.Header(h.original_length, h.n_streams, h.segment_steps, h.predictor_name,
-                              h.model_sha256, dict(h.settings, **change))
-    rest = blob[len(container.pack_header(h)):]
     with pytest.raises(ModelMismatchError, match="not understood"):
-        nncompress.decompress(container.pack_header(forged) + rest)
+        nncompress.decompress(_with_settings(blob, **change))
