@@ -182,7 +182,8 @@ _POW2 = 1 << np.arange(40, dtype=np.int64)
 
 
 def log2_q12(p: np.ndarray) -> np.ndarray:
-    """Q22 probabilities (1 <= p <= 2**22) -> log2(p / 2**22) in Q12 (<= 0), exactly."""
+    """Q22 probabilities (1 <= p <= 2**22) -> log2(p / 2**22) in Q12 (<= 0): the bit length plus
+    the table value of the top 12 bits after the leading one (error < 2**-11), integers only."""
     n = np.searchsorted(_POW2, p, side="right") - 1             # floor(log2 p)
     m = np.where(n >= 12, p >> np.maximum(n - 12, 0), p << np.maximum(12 - n, 0))
     return ((n - P_BITS) << LOG_FRAC) + _LOG2[m - 4096]
