@@ -114,7 +114,7 @@ def test_ensemble_option(textfile, tmp_path):
     r = CliRunner().invoke(main, ["c", "--ensemble", "ctx1,order0", str(textfile)])
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(main, ["info", str(tmp_path / "a.txt.nnc")])
-    assert "predictor        mix" in r.output and '"name":"order0"' in r.output
+    assert "predictor        gmix" in r.output and '"name":"order0"' in r.output
     assert CliRunner().invoke(main, ["c", "-f", "--ensemble", "ctx1", str(textfile)]).exit_code == 2
     r = CliRunner().invoke(main, ["c", "-f", "--ensemble", "ctx1,order0", "-m", "ctx1", str(textfile)])
     assert r.exit_code == 2
