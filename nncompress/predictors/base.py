@@ -37,6 +37,20 @@ def stream_limits(predictor) -> tuple[int, int]:
             getattr(predictor, "max_streams", DEFAULT_MAX_STREAMS))
 
 
+def int_settings(settings: dict, defaults: dict, what: str) -> dict:
+    """`defaults` updated with `settings`, which must be known keys with integer values (bools
+    refused); raises ValueError naming `what` otherwise. Range checks stay with the predictor."""
+    unknown = set(settings) - set(defaults)
+    if unknown:
+        raise ValueError(f"unknown {what} settings: {sorted(unknown)}")
+    cfg = dict(defaults)
+    for key, value in settings.items():
+        if isinstance(value, bool) or int(value) != value:
+            raise ValueError(f"{what} setting {key} must be an int, got {value!r}")
+        cfg[key] = int(value)
+    return cfg
+
+
 @dataclass(frozen=True)
 class PredictorIdentity:
     name: str

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import PredictorIdentity
+from .base import PredictorIdentity, int_settings
 
 DEFAULT_SETTINGS = {
     "max_order": 5,  # orders 0..max_order
@@ -63,14 +63,7 @@ class ContextModel:
     _one_stream_fast = True
 
     def __init__(self, **settings) -> None:
-        unknown = set(settings) - set(DEFAULT_SETTINGS)
-        if unknown:
-            raise ValueError(f"unknown ContextModel settings: {sorted(unknown)}")
-        cfg = dict(DEFAULT_SETTINGS)
-        for key, value in settings.items():
-            if isinstance(value, bool) or int(value) != value:
-                raise ValueError(f"ContextModel setting {key} must be an int, got {value!r}")
-            cfg[key] = int(value)
+        cfg = int_settings(settings, DEFAULT_SETTINGS, "ContextModel")
         if not 0 <= cfg["max_order"] <= 7:
             raise ValueError("max_order must be in 0..7")
         if not 8 <= cfg["hash_bits"] <= 22:

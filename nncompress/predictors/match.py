@@ -26,7 +26,7 @@ import hashlib
 
 import numpy as np
 
-from .base import PredictorIdentity, stream_limits
+from .base import PredictorIdentity, int_settings, stream_limits
 
 DEFAULT_SETTINGS = {
     "min_len": 6,      # bytes of context hashed (<= 8)
@@ -88,14 +88,7 @@ def _adapt_table(rate: int) -> np.ndarray:
 
 class MatchStage:
     def __init__(self, inner, name: str = "match", **settings) -> None:
-        unknown = set(settings) - set(DEFAULT_SETTINGS)
-        if unknown:
-            raise ValueError(f"unknown match settings: {sorted(unknown)}")
-        cfg = dict(DEFAULT_SETTINGS)
-        for key, value in settings.items():
-            if isinstance(value, bool) or int(value) != value:
-                raise ValueError(f"match setting {key} must be an int, got {value!r}")
-            cfg[key] = int(value)
+        cfg = int_settings(settings, DEFAULT_SETTINGS, "match")
         if not 2 <= cfg["min_len"] <= 8:
             raise ValueError("min_len must be in 2..8")
         if not 10 <= cfg["hash_bits"] <= 24:
