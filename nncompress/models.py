@@ -1,6 +1,7 @@
 """Finding predictors by name or path, checking model files, rebuilding a file's predictor.
 
-Built-in predictors have no model file: "ctx1" (the order-N context-mixing model) and "order0".
+Built-in predictors have no model file: "ctx1" (the order-N context-mixing model), "ctx2" (the
+same model set up as an ensemble member: higher orders, sharper) and "order0".
 An ensemble is written "A+B[+C...]" (for example "fslstm-small-v2+ctx1"): its members are mixed
 online (predictors/mix.py) and the file header records each member's name and model hash. A spec
 may end in "+match": the long-range match model and its SSE stage (predictors/match.py) then
@@ -23,7 +24,7 @@ from .errors import ModelError, ModelMismatchError
 from .predictors.base import NO_MODEL_SHA256, Predictor
 
 DEFAULT_MODEL = "fslstm-small-v3+ctx1+match"
-BUILTIN = ("ctx1", "order0")
+BUILTIN = ("ctx1", "ctx2", "order0")
 MATCH_NAME = "match"   # a final stage, not a model: only as the last part of a spec
 MODEL_SUFFIX = ".pt"
 ENSEMBLE_SEP = "+"
@@ -130,9 +131,9 @@ def load_predictor(ref: ModelRef, settings: Optional[dict] = None, device: str =
     """Builds the predictor for `ref`. `settings` (from a file header) override the defaults;
     `dynamic_eval` (None: the model's own default, False, True, or a dict of overrides) only
     concerns FS-LSTM models."""
-    if ref.name == "ctx1" and ref.builtin:
+    if ref.name in ("ctx1", "ctx2") and ref.builtin:
         from .predictors.context import ContextModel
-        return ContextModel(**(settings or {}))
+        return ContextModel(ref.name, **(settings or {}))
     if ref.name == "order0" and ref.builtin:
         from .predictors.order0 import Order0
         return Order0(**(settings or {}))

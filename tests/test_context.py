@@ -197,3 +197,21 @@ def test_many_streams_on_one_count_saturate_and_halve():
         _check_weights(W, S)
     assert (W.argmax(axis=1) == ord("a")).all()
     assert int(m._counts.max()) <= m.settings["limit"]
+
+
+def test_ctx2_is_the_same_model_with_its_own_defaults():
+    """ctx2 differs from ctx1 only by its default settings (orders 0-7, low escapes), which its
+    identity records in full; an unknown name is refused."""
+    from nncompress.predictors.context import CTX2_SETTINGS
+    small2 = {**CTX2_SETTINGS, **SMALL}
+    a, b = ContextModel("ctx2", **SMALL), ContextModel("ctx1", **small2)
+    assert a.identity.name == "ctx2" and a.identity.settings == small2
+    assert ContextModel("ctx2").identity.settings["max_order"] == 7
+    data = np.frombuffer(_pseudo_english(3000), dtype=np.uint8).astype(np.int64)
+    streams = [data[:1600], data[1600:]]
+    wa, wb = _run(a, streams, _check_weights), _run(b, streams)
+    assert all(np.array_equal(x, y) for x, y in zip(wa, wb))
+    wc = _run(ContextModel("ctx1", **SMALL), streams)
+    assert not all(np.array_equal(x, y) for x, y in zip(wa, wc))
+    with pytest.raises(ValueError, match="unknown context model 'ctx3'"):
+        ContextModel("ctx3")
