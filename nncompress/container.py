@@ -4,11 +4,11 @@ All integers are little-endian and unsigned. A file is::
 
     Header  SegmentRecord*  EndRecord  <end of file>
 
-Header (format version 2; version 1 differs only in the settings field, see below)::
+Header (format version 3; versions 1 and 2 differ only in the settings field, see below)::
 
     offset  size  field
     0       4     magic  89 4E 4E 43  ("\\x89NNC")
-    4       2     format version (2; version 1 files are still read)
+    4       2     format version (3; version 1 and 2 files are still read)
     6       2     flags, reserved, must be 0
     8       8     original length in bytes (N)
     16      4     stream count S (>= 1): the input is cut into S contiguous streams coded in lockstep
@@ -21,10 +21,12 @@ Header (format version 2; version 1 differs only in the settings field, see belo
     59      n     predictor name, ASCII (for example "ctx1")
     59+n    4     settings length m (at most 1 MiB)
     63+n    m     predictor settings: JSON, UTF-8, keys sorted, no spaces; every setting that
-                  changes the predicted tables. Version 2 stores it compressed as a raw DEFLATE
-                  stream (RFC 1951, no zlib wrapper) with the preset dictionary SETTINGS_ZDICT
-                  below (an ensemble's description shrinks from about 450 to about 60 bytes);
-                  version 1 stored the JSON as is.
+                  changes the predicted tables. Versions 2 and 3 store it compressed as a raw
+                  DEFLATE stream (RFC 1951, no zlib wrapper) with a preset dictionary:
+                  SETTINGS_ZDICT in version 2, SETTINGS_ZDICT_V3 (the same followed by the
+                  settings of the version-3 default) in version 3. The default's 660-byte
+                  description takes about 220 bytes in version 2 and about 10 in version 3, which
+                  matters on small inputs; version 1 stored the JSON as is.
     63+n+m  4     CRC-32 of all header bytes before it
 
 Stream layout: with L = ceil(N / S), stream s holds original bytes [s*L, min(N, (s+1)*L)); S is
@@ -66,8 +68,8 @@ from typing import BinaryIO, Union
 from .errors import FormatError, TruncatedError
 
 MAGIC = b"\x89NNC"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 CODER_CONSTRICTION_RANGE = 1
 CODER_NAMES = {CODER_CONSTRICTION_RANGE: "constriction-0.5-range-categorical-f24"}
 PRECISION = 24
@@ -82,6 +84,20 @@ SETTINGS_ZDICT = (
     b'"},{"name":"ctx1","settings":{"esc":32,"esc_step":8,"hash_bits":18,"inc":1,"limit":250,'
     b'"max_order":5},"sha256":"0000000000000000000000000000000000000000000000000000000000000000"}],'
     b'"share":5,"temper":1}')
+
+# Format constant of version 3 (never to be changed): version 2's dictionary followed by the
+# settings of the default when version 3 was introduced (DEFLATE prefers the nearest match, so
+# what a default shares with it costs a few bytes; other settings compress as in version 2).
+SETTINGS_ZDICT_V3 = SETTINGS_ZDICT + (
+    b'{"arith":"match-sse-v1","hash_bits":20,"inner":{"name":"gmix","settings":{"arith":"geo-v1","'
+    b'buckets":"class4-v1","lr_shift":10,"members":[{"name":"fslstm-small-v3","settings":{"arith":'
+    b'"exact-v1","dyneval":{"arith":"de-full-v1","decay":0.0,"eps":0.0001,"lr":0.0003,"segment":8}'
+    b'},"sha256":"ef3455b571d7a63db07a738d4694da5fe519ded2ab357f3044c6881358328a55"},{"name":"ctx2'
+    b'","settings":{"esc":12,"esc_step":0,"hash_bits":19,"inc":1,"limit":250,"max_order":7},"sha25'
+    b'6":"0000000000000000000000000000000000000000000000000000000000000000"}],"share":5,"temper":1'
+    b'},"sha256":"1c77e839eb18624bae082633eba90224f54e5ffa12d982654ffc2204b24bf310"},"min_len":6,"'
+    b'rate":7,"verify":32}')
+ZDICTS = {2: SETTINGS_ZDICT, 3: SETTINGS_ZDICT_V3}
 
 _FIXED = struct.Struct("<4sHHQIIBB32sB")  # magic .. predictor name length
 _SEG = struct.Struct("<cQIII")
@@ -138,13 +154,13 @@ def settings_bytes(settings: dict) -> bytes:
     return json.dumps(settings, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _deflate(blob: bytes) -> bytes:
-    c = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, SETTINGS_ZDICT)
+def _deflate(blob: bytes, version: int = FORMAT_VERSION) -> bytes:
+    c = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, ZDICTS[version])
     return c.compress(blob) + c.flush()
 
 
-def _inflate(blob: bytes) -> bytes:
-    d = zlib.decompressobj(-15, SETTINGS_ZDICT)
+def _inflate(blob: bytes, version: int = FORMAT_VERSION) -> bytes:
+    d = zlib.decompressobj(-15, ZDICTS[version])
     try:
         out = d.decompress(blob, MAX_SETTINGS + 1)
     except zlib.error as e:
@@ -168,7 +184,7 @@ def pack_header(h: Header) -> bytes:
         raise ValueError(f"cannot write format version {h.version}")
     blob = settings_bytes(h.settings)
     if h.version >= 2:
-        blob = _deflate(blob)
+        blob = _deflate(blob, h.version)
     body = (
         _FIXED.pack(MAGIC, h.version, 0, h.original_length, h.n_streams, h.segment_steps,
                     h.coder, h.precision, h.model_sha256, len(name))
@@ -215,7 +231,7 @@ def read_header(f: BinaryIO) -> Header:
     if not valid_stream_count(length, n_streams) or seg_steps < 1 or name_len < 1:
         raise FormatError("corrupt .nnc header (inconsistent stream layout)")
     if version >= 2:
-        blob = _inflate(blob)
+        blob = _inflate(blob, version)
     try:
         pname = name.decode("ascii")
         settings = json.loads(blob.decode("utf-8"))

@@ -23,7 +23,7 @@ from typing import Iterable, Optional
 from .errors import ModelError, ModelMismatchError
 from .predictors.base import NO_MODEL_SHA256, Predictor
 
-DEFAULT_MODEL = "fslstm-small-v3+ctx1+match"
+DEFAULT_MODEL = "fslstm-small-v3+ctx2+match"
 BUILTIN = ("ctx1", "ctx2", "order0")
 MATCH_NAME = "match"   # a final stage, not a model: only as the last part of a spec
 MODEL_SUFFIX = ".pt"
