@@ -36,6 +36,16 @@ def same_after_header(again: bytes, blob: bytes, version: int) -> bool:
             and again[src.tell():] == blob[len(container.pack_header(h)):])
 
 
+def load_golden(name: str, version: int, predictor: str):
+    """A golden file, checked to decode to TEXT, and its header (of the given version and
+    predictor name)."""
+    blob = (DATA / name).read_bytes()
+    assert nncompress.decompress(blob) == TEXT
+    h = nncompress.read_header(io.BytesIO(blob))
+    assert h.version == version and h.predictor_name == predictor
+    return blob, h
+
+
 # "default" is fslstm-small-v1+ctx1: it pins the exact FS-LSTM arithmetic and the mixer too.
 @pytest.mark.parametrize("model,name", [("ctx1", "ctx1"), ("order0", "order0"), ("default", "mix")])
 def test_golden_file_decodes_and_reencodes_identically(model, name):
@@ -51,10 +61,7 @@ def test_golden_file_decodes_and_reencodes_identically(model, name):
 # The version-2 default, fslstm-small-v2+ctx1 with dynamic evaluation on: it pins the compressed
 # header, the exact FS-LSTM, the integer dynamic-evaluation updates and the mixer.
 def test_golden_v2_default_decodes_and_reencodes_identically():
-    blob = (DATA / "golden-v2-default.nnc").read_bytes()
-    assert nncompress.decompress(blob) == TEXT
-    h = nncompress.read_header(io.BytesIO(blob))
-    assert h.version == 2 and h.predictor_name == "mix"
+    blob, h = load_golden("golden-v2-default.nnc", 2, "mix")
     members = {m["name"]: m for m in h.settings["members"]}
     assert members["fslstm-small-v2"]["settings"]["dyneval"]["arith"] == "de-out-v1"
     assert same_after_header(reencode(blob), blob, 2)
@@ -72,10 +79,7 @@ def test_future_version_is_refused_by_version():
 # dynamic evaluation and the linear mixer. It pins the integer backward pass and update
 # (de-full-v1) and the match stage.
 def test_golden_v3_default_decodes_and_reencodes_identically():
-    blob = (DATA / "golden-v2-default-v3.nnc").read_bytes()
-    assert nncompress.decompress(blob) == TEXT
-    h = nncompress.read_header(io.BytesIO(blob))
-    assert h.version == 2 and h.predictor_name == "match"
+    blob, h = load_golden("golden-v2-default-v3.nnc", 2, "match")
     assert h.settings["arith"] == "match-sse-v1" and h.settings["inner"]["name"] == "mix"
     members = {m["name"]: m for m in h.settings["inner"]["settings"]["members"]}
     assert members["fslstm-small-v3"]["settings"]["dyneval"]["arith"] == "de-full-v1"
@@ -85,10 +89,7 @@ def test_golden_v3_default_decodes_and_reencodes_identically():
 # The default from the geometric mixer (gmix, geo-v1) to ctx2: the same models and stages as
 # above. Compressing with its spec must still give exactly this file's records.
 def test_golden_v4_default_decodes_and_reencodes_identically():
-    blob = (DATA / "golden-v2-default-v4.nnc").read_bytes()
-    assert nncompress.decompress(blob) == TEXT
-    h = nncompress.read_header(io.BytesIO(blob))
-    assert h.version == 2 and h.predictor_name == "match"
+    blob, h = load_golden("golden-v2-default-v4.nnc", 2, "match")
     inner = h.settings["inner"]
     assert inner["name"] == "gmix" and inner["settings"]["arith"] == "geo-v1"
     assert [m["name"] for m in inner["settings"]["members"]] == ["fslstm-small-v3", "ctx1"]
@@ -102,10 +103,7 @@ def test_golden_v4_default_decodes_and_reencodes_identically():
 # with ctx2 under the geometric mixer, then the match stage. Compressing with the default spec
 # must give exactly this file.
 def test_golden_v5_default_decodes_and_reencodes_identically():
-    blob = (DATA / "golden-v3-default-v5.nnc").read_bytes()
-    assert nncompress.decompress(blob) == TEXT
-    h = nncompress.read_header(io.BytesIO(blob))
-    assert h.version == 3 and h.predictor_name == "match"
+    blob, h = load_golden("golden-v3-default-v5.nnc", 3, "match")
     inner = h.settings["inner"]
     assert [m["name"] for m in inner["settings"]["members"]] == ["fslstm-small-v3", "ctx2"]
     assert len(container.pack_header(h)) < 100
