@@ -125,8 +125,11 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path):
     import time
     big = tmp_path / "big.txt"
     big.write_bytes(TEXT * 400)  # about 32 MB of work for order0: seconds
+    # A runner started in the background (no job control) ignores SIGINT, and the child would
+    # inherit that: give the child the default disposition, as a terminal's Ctrl-C would find it.
     p = subprocess.Popen([sys.executable, "-m", "nncompress", "c", "-m", "order0", str(big)],
-                         stderr=subprocess.PIPE)
+                         stderr=subprocess.PIPE,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while time.time() < deadline and not any(f.name.endswith(".tmp") for f in tmp_path.iterdir()):
         time.sleep(0.05)  # wait until the temporary output exists
