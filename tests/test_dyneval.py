@@ -152,17 +152,17 @@ def test_torch_backend_decodes_the_numpy_file(de_model):
     assert pred.de.updates > 10
 
 
-def compress_in_fresh_processes(path, src, streams: int) -> list[bytes]:
-    """`src` compressed with model file `path` and its own dynamic evaluation, in a fresh process
-    with 1 and with 2 threads (torch, OpenMP and BLAS)."""
+def compress_in_fresh_processes(path, src, streams: int, dynamic_eval=True) -> list[bytes]:
+    """`src` compressed with model file `path` (None: the default spec) and `dynamic_eval`, in a
+    fresh process with 1 and with 2 threads (torch, OpenMP and BLAS)."""
     code = ("import sys, torch, nncompress; torch.set_num_threads(int(sys.argv[3]));"
             "d = open(sys.argv[1], 'rb').read();"
-            "sys.stdout.buffer.write(nncompress.compress(d, model=sys.argv[2], device='cpu', "
-            f"streams={streams}, dynamic_eval=True))")
+            "sys.stdout.buffer.write(nncompress.compress(d, model=sys.argv[2] or None, "
+            f"device='cpu', streams={streams}, dynamic_eval={dynamic_eval!r}))")
     outs = []
     for threads in (1, 2):
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
-        p = subprocess.run([sys.executable, "-c", code, str(src), str(path), str(threads)],
+        p = subprocess.run([sys.executable, "-c", code, str(src), str(path or ""), str(threads)],
                            capture_output=True, timeout=300, env=env)
         assert p.returncode == 0, p.stderr.decode()
         outs.append(p.stdout)
