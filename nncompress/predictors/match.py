@@ -86,94 +86,40 @@ def _adapt_table(rate: int) -> np.ndarray:
     return np.maximum((1 << Q_BITS) // (n + 2), (1 << Q_BITS) >> rate)
 
 
-class MatchStage:
-    def __init__(self, inner, name: str = "match", **settings) -> None:
-        cfg = int_settings(settings, DEFAULT_SETTINGS, "match")
-        if not 2 <= cfg["min_len"] <= 8:
-            raise ValueError("min_len must be in 2..8")
-        if not 10 <= cfg["hash_bits"] <= 24:
-            raise ValueError("hash_bits must be in 10..24")
-        if not cfg["min_len"] <= cfg["verify"] <= 64:
-            raise ValueError("verify must be in min_len..64")
-        if not 2 <= cfg["rate"] <= 12:
-            raise ValueError("rate must be in 2..12")
-        self.inner = inner
-        self.cfg = cfg
-        self.identity = PredictorIdentity(
-            name, wrapped_sha256(inner.identity.name, inner.identity.model_sha256),
-            {**cfg, "arith": ARITH,
-             "inner": {"name": inner.identity.name, "sha256": inner.identity.model_sha256.hex(),
-                       "settings": inner.identity.settings}})
-        self.min_stream_len, self.max_streams = stream_limits(inner)
-        self._adapt = _adapt_table(cfg["rate"])
-        self._hist_mask = np.uint64((1 << (8 * cfg["min_len"])) - 1)
-        self._shift = np.uint64(64 - cfg["hash_bits"])
+class MatchModel:
+    """The match model alone: each stream's history, the shared position table and each stream's
+    current match. A user calls start(S), then per step predicted(a) (which byte each stream's
+    match predicts), and after the step's bytes are known append(symbols) and follow(symbols)."""
 
-    # -- state -------------------------------------------------------------------------------
-    def start(self, n_streams: int) -> np.ndarray:
-        S = n_streams
+    def __init__(self, min_len: int, hash_bits: int, verify: int) -> None:
+        if not 2 <= min_len <= 8:
+            raise ValueError("min_len must be in 2..8")
+        if not 10 <= hash_bits <= 24:
+            raise ValueError("hash_bits must be in 10..24")
+        if not min_len <= verify <= 64:
+            raise ValueError("verify must be in min_len..64")
+        self.min_len, self.hash_bits, self.verify = min_len, hash_bits, verify
+        self._hist_mask = np.uint64((1 << (8 * min_len)) - 1)
+        self._shift = np.uint64(64 - hash_bits)
+
+    def start(self, S: int) -> None:
         self.buf = np.zeros((S, 1 << 12), dtype=np.uint8)
         self.n = np.zeros(S, dtype=np.int64)          # bytes seen per stream
         self.h = np.zeros(S, dtype=np.uint64)         # last min_len bytes
         self.ptr = np.full(S, -1, dtype=np.int64)     # code of the predicted byte, -1: none
         self.mlen = np.zeros(S, dtype=np.int64)
-        self.table = np.full(1 << self.cfg["hash_bits"], -1, dtype=np.int64)
-        means = _bucket_means()
-        self.q = np.tile(means, N_LB).astype(np.int64)  # (N_LB * N_PB,)
-        self.qn = np.zeros(N_LB * N_PB, dtype=np.int64)
-        self.cell = np.full(S, -1, dtype=np.int64)
+        self.table = np.full(1 << self.hash_bits, -1, dtype=np.int64)
         self.pred = np.zeros(S, dtype=np.int64)
-        return self._apply(self.inner.start(S), S)
 
-    def step(self, symbols: np.ndarray) -> np.ndarray:
-        symbols = np.asarray(symbols, dtype=np.int64)
-        a = len(symbols)
-        self._learn(symbols)
-        self._append(symbols)
-        self._follow(symbols, a)
-        return self._apply(self.inner.step(symbols), a)
-
-    # -- SSE ---------------------------------------------------------------------------------
-    def _learn(self, symbols: np.ndarray) -> None:
-        a = len(symbols)
-        cell = self.cell[:a]
-        used = cell >= 0
-        if not used.any():
-            return
-        c = cell[used]
-        hit = (symbols[used] == self.pred[:a][used]).astype(np.int64) << Q_BITS
-        rate = self._adapt[np.minimum(self.qn[c], len(self._adapt) - 1)]
-        delta = ((hit - self.q[c]) * rate) >> Q_BITS      # floor: exact and order-free
-        np.add.at(self.q, c, delta)
-        np.add.at(self.qn, c, 1)
-        np.clip(self.q, 32, (1 << Q_BITS) - 32, out=self.q)
-
-    def _apply(self, w: np.ndarray, a: int) -> np.ndarray:
-        w = np.asarray(w, dtype=np.int64)
-        self.cell[:a] = -1
+    def predicted(self, a: int) -> tuple[np.ndarray, np.ndarray]:
+        """(indices of the first a streams that have a match, the byte each match predicts)."""
         on = np.nonzero(self.mlen[:a] > 0)[0]
-        if len(on) == 0:
-            return w
         code = self.ptr[on]
         b = self.buf[code >> _OFF_BITS, code & _OFF_MASK].astype(np.int64)
         self.pred[on] = b
-        ws = w[on]
-        total = np.maximum(ws.sum(axis=1), 1)
-        pb = ws[np.arange(len(on)), b]
-        p16 = (pb << Q_BITS) // total
-        cell = len_class(self.mlen[on]) * N_PB + p_bucket(p16)
-        self.cell[on] = cell
-        q = self.q[cell]
-        # Q22 table: the predicted byte gets q, the others share the rest in their proportions.
-        rest = np.maximum(total - pb, 1)
-        others = 1 + (ws * (((1 << Q_BITS) - q) << (P_BITS - Q_BITS))[:, None]) // rest[:, None]
-        others[np.arange(len(on)), b] = q << (P_BITS - Q_BITS)
-        out = w.copy()
-        out[on] = others
-        return out
+        return on, b
 
-    # -- match model ---------------------------------------------------------------------------
-    def _append(self, symbols: np.ndarray) -> None:
+    def append(self, symbols: np.ndarray) -> None:
         a = len(symbols)
         n = self.n[:a]
         if n.max(initial=0) >= self.buf.shape[1]:
@@ -184,8 +130,10 @@ class MatchStage:
         self.n[:a] += 1
         self.h[:a] = ((self.h[:a] << np.uint64(8)) | symbols.astype(np.uint64)) & self._hist_mask
 
-    def _follow(self, symbols: np.ndarray, a: int) -> None:
-        cfg = self.cfg
+    def follow(self, symbols: np.ndarray) -> None:
+        """After append(): matches that predicted right grow, the others end; streams without a
+        match look their context up; this position is inserted."""
+        a = len(symbols)
         mlen, ptr = self.mlen[:a], self.ptr[:a]
         # 1. matches that predicted right grow, the others end
         hit = (mlen > 0) & (self.pred[:a] == symbols)
@@ -195,7 +143,7 @@ class MatchStage:
         mlen[:] = np.where(ok, np.minimum(mlen + 1, 1 << 16), 0)
         ptr[:] = np.where(ok, nxt, -1)
         # 2. streams without a match look their context up (all lookups before any insert)
-        ready = self.n[:a] >= cfg["min_len"]
+        ready = self.n[:a] >= self.min_len
         idx = ((self.h[:a] * _HASH_MULT) >> self._shift).astype(np.int64)
         look = np.nonzero((mlen == 0) & ready)[0]
         if len(look):
@@ -207,7 +155,7 @@ class MatchStage:
                 length = np.zeros(len(look), dtype=np.int64)
                 alive = np.ones(len(look), dtype=bool)
                 n_look = self.n[look]
-                for k in range(1, cfg["verify"] + 1):
+                for k in range(1, self.verify + 1):
                     inside = (o2 - k >= 0) & (n_look - k >= 0)
                     same = inside & (self.buf[s2, np.maximum(o2 - k, 0)]
                                      == self.buf[look, np.maximum(n_look - k, 0)])
@@ -215,7 +163,7 @@ class MatchStage:
                     length += alive
                     if not alive.any():
                         break
-                good = length >= cfg["min_len"]
+                good = length >= self.min_len
                 mlen[look[good]] = length[good]
                 ptr[look[good]] = (s2[good] << _OFF_BITS) | o2[good]
         # 3. insert this position for every ready stream; the highest stream wins a shared slot
@@ -225,6 +173,85 @@ class MatchStage:
             _, last = np.unique(keys[::-1], return_index=True)
             pick = ins[len(ins) - 1 - last]
             self.table[idx[pick]] = (pick << _OFF_BITS) | self.n[pick]
+
+
+class MatchStage:
+    def __init__(self, inner, name: str = "match", **settings) -> None:
+        cfg = int_settings(settings, DEFAULT_SETTINGS, "match")
+        if not 2 <= cfg["rate"] <= 12:
+            raise ValueError("rate must be in 2..12")
+        self.model = MatchModel(cfg["min_len"], cfg["hash_bits"], cfg["verify"])
+        self.inner = inner
+        self.cfg = cfg
+        self.identity = PredictorIdentity(
+            name, wrapped_sha256(inner.identity.name, inner.identity.model_sha256),
+            {**cfg, "arith": ARITH,
+             "inner": {"name": inner.identity.name, "sha256": inner.identity.model_sha256.hex(),
+                       "settings": inner.identity.settings}})
+        self.min_stream_len, self.max_streams = stream_limits(inner)
+        self._adapt = _adapt_table(cfg["rate"])
+
+    @property
+    def mlen(self) -> np.ndarray:
+        return self.model.mlen
+
+    @property
+    def table(self) -> np.ndarray:
+        return self.model.table
+
+    # -- state -------------------------------------------------------------------------------
+    def start(self, n_streams: int) -> np.ndarray:
+        S = n_streams
+        self.model.start(S)
+        means = _bucket_means()
+        self.q = np.tile(means, N_LB).astype(np.int64)  # (N_LB * N_PB,)
+        self.qn = np.zeros(N_LB * N_PB, dtype=np.int64)
+        self.cell = np.full(S, -1, dtype=np.int64)
+        return self._apply(self.inner.start(S), S)
+
+    def step(self, symbols: np.ndarray) -> np.ndarray:
+        symbols = np.asarray(symbols, dtype=np.int64)
+        a = len(symbols)
+        self._learn(symbols)
+        self.model.append(symbols)
+        self.model.follow(symbols)
+        return self._apply(self.inner.step(symbols), a)
+
+    # -- SSE ---------------------------------------------------------------------------------
+    def _learn(self, symbols: np.ndarray) -> None:
+        a = len(symbols)
+        cell = self.cell[:a]
+        used = cell >= 0
+        if not used.any():
+            return
+        c = cell[used]
+        hit = (symbols[used] == self.model.pred[:a][used]).astype(np.int64) << Q_BITS
+        rate = self._adapt[np.minimum(self.qn[c], len(self._adapt) - 1)]
+        delta = ((hit - self.q[c]) * rate) >> Q_BITS      # floor: exact and order-free
+        np.add.at(self.q, c, delta)
+        np.add.at(self.qn, c, 1)
+        np.clip(self.q, 32, (1 << Q_BITS) - 32, out=self.q)
+
+    def _apply(self, w: np.ndarray, a: int) -> np.ndarray:
+        w = np.asarray(w, dtype=np.int64)
+        self.cell[:a] = -1
+        on, b = self.model.predicted(a)
+        if len(on) == 0:
+            return w
+        ws = w[on]
+        total = np.maximum(ws.sum(axis=1), 1)
+        pb = ws[np.arange(len(on)), b]
+        p16 = (pb << Q_BITS) // total
+        cell = len_class(self.model.mlen[on]) * N_PB + p_bucket(p16)
+        self.cell[on] = cell
+        q = self.q[cell]
+        # Q22 table: the predicted byte gets q, the others share the rest in their proportions.
+        rest = np.maximum(total - pb, 1)
+        others = 1 + (ws * (((1 << Q_BITS) - q) << (P_BITS - Q_BITS))[:, None]) // rest[:, None]
+        others[np.arange(len(on)), b] = q << (P_BITS - Q_BITS)
+        out = w.copy()
+        out[on] = others
+        return out
 
 
 def wrapped_sha256(name: str, model_sha256: bytes) -> bytes:
