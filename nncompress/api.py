@@ -60,7 +60,7 @@ def predictor_for(header: Header, *, model: Optional[str] = None, device: str = 
     folders ("+"-separated) to look in."""
     extra = []
     for part in (model.split(models.ENSEMBLE_SEP) if model else []):
-        if part in models.BUILTIN or part == models.MATCH_NAME:
+        if part in models.BUILTIN or part in models.STAGES:
             continue
         extra.append(part if os.path.exists(part) else str(models.resolve(part).path))
     return models.predictor_for_header(header.predictor_name, header.model_sha256,

@@ -196,8 +196,9 @@ def nnc_compressors(models: tuple[str, ...], device: str, streams: int | None) -
                 m, de = spec[: -len(suffix)] or None, value
         refs = _resolve_models(api, m)
         label = "+".join(r.name for r in refs) or m or "default"
-        if refs and (m or "").endswith("+match"):
-            label += "+match"
+        for stage in ("+match", "+cm"):  # final stages are not models: keep them in the label
+            if refs and (m or "").endswith(stage):
+                label += stage
         if isinstance(de, dict):
             label += f" dyn-eval {de['scope']}"
         elif de is not None:

@@ -4,8 +4,10 @@ Built-in predictors have no model file: "ctx1" (the order-N context-mixing model
 same model set up as an ensemble member: higher orders, sharper) and "order0".
 An ensemble is written "A+B[+C...]" (for example "fslstm-small-v2+ctx1"): its members are mixed
 online (predictors/mix.py) and the file header records each member's name and model hash. A spec
-may end in "+match": the long-range match model and its SSE stage (predictors/match.py) then
-refine whatever the members predict ("ctx1+match" wraps one model, "A+B+match" the mixture).
+may end in a final stage that refines whatever the members predict ("ctx1+match" wraps one model,
+"A+B+match" the mixture): "+match", the long-range match model and its SSE stage
+(predictors/match.py), or "+cm", binary context mixing of the members' prediction with context
+models, the match model and an APM over the bit tree (predictors/cm.py).
 Trained models are files in models/ (`NAME.pt` beside its record `NAME.json`, which gives its
 SHA-256) or any path given with --model. A released model file is never changed: a new model gets a
 new name, so old .nnc files keep decoding. Model files are data: they are read with
@@ -25,7 +27,9 @@ from .predictors.base import NO_MODEL_SHA256, Predictor
 
 DEFAULT_MODEL = "fslstm-small-v3+ctx2+match"
 BUILTIN = ("ctx1", "ctx2", "order0")
-MATCH_NAME = "match"   # a final stage, not a model: only as the last part of a spec
+MATCH_NAME = "match"   # final stages, not models: only as the last part of a spec
+CM_NAME = "cm"
+STAGES = (MATCH_NAME, CM_NAME)
 MODEL_SUFFIX = ".pt"
 ENSEMBLE_SEP = "+"
 MIX_NAME = "mix"     # linear mixture (files up to fslstm-small-v3+ctx1+match)
@@ -90,22 +94,23 @@ def available() -> list[str]:
     return names
 
 
-def split_spec(spec: Optional[str] = None) -> tuple[list[str], bool]:
-    """(model parts, match stage?) of a spec such as "fslstm-small-v2+ctx1+match"."""
+def split_spec(spec: Optional[str] = None) -> tuple[list[str], Optional[str]]:
+    """(model parts, final stage or None) of a spec such as "fslstm-small-v2+ctx1+match"."""
     spec = spec or DEFAULT_MODEL
     parts = [spec] if Path(spec).is_file() else spec.split(ENSEMBLE_SEP)
-    match = len(parts) > 1 and parts[-1] == MATCH_NAME
-    if match:
+    stage = parts[-1] if len(parts) > 1 and parts[-1] in STAGES else None
+    if stage:
         parts = parts[:-1]
-    if MATCH_NAME in parts:
-        raise ModelError(f"{spec!r}: 'match' is a final stage and can only end a spec "
-                         "(for example ctx1+match)")
-    return parts, match
+    for name in STAGES:
+        if name in parts:
+            raise ModelError(f"{spec!r}: {name!r} is a final stage and can only end a spec "
+                             f"(for example ctx1+{name})")
+    return parts, stage
 
 
 def resolve_all(spec: Optional[str] = None) -> list[ModelRef]:
     """The models of a spec: one, or the members of an ensemble "A+B" (default: DEFAULT_MODEL);
-    a final "+match" stage is not a model and is left out."""
+    a final stage ("+match", "+cm") is not a model and is left out."""
     return [resolve(p) for p in split_spec(spec)[0]]
 
 
@@ -172,7 +177,7 @@ def build_predictor(spec: Optional[str] = None, device: str = "auto",
     `dynamic_eval`: None (each FS-LSTM member adapts when its model file carries the statistics),
     False, True or a dict of overrides (see predictors/fslstm/dyneval.py); the built-in
     context models adapt by counting anyway."""
-    parts, match = split_spec(spec)
+    parts, stage = split_spec(spec)
     refs = [resolve(p) for p in parts]
     if dynamic_eval and all(r.builtin for r in refs):
         raise ModelError(f"dynamic evaluation needs an FS-LSTM model; {spec or DEFAULT_MODEL!r} "
@@ -183,9 +188,12 @@ def build_predictor(spec: Optional[str] = None, device: str = "auto",
     else:
         from .predictors.mix import GeoMixture
         pred = GeoMixture(preds)
-    if match:
+    if stage == MATCH_NAME:
         from .predictors.match import MatchStage
         pred = MatchStage(pred)
+    elif stage == CM_NAME:
+        from .predictors.cm import CMStage
+        pred = CMStage(pred)
     return pred
 
 
@@ -194,8 +202,12 @@ def predictor_for_header(name: str, sha256: bytes, settings: dict, extra: Iterab
     """Rebuilds the predictor a file was written with, or raises ModelMismatchError naming what
     is missing; nothing is decoded before this succeeds."""
     extra = list(extra)
-    if name == MATCH_NAME and sha256 != NO_MODEL_SHA256:
-        from .predictors.match import ARITH, MatchStage, wrapped_sha256
+    if name in STAGES and sha256 != NO_MODEL_SHA256:
+        if name == MATCH_NAME:
+            from .predictors.match import ARITH, MatchStage as Stage, wrapped_sha256
+        else:
+            from .predictors.cm import ARITH, CMStage as Stage, wrapped_sha256
+        what = "match-stage" if name == MATCH_NAME else "cm-stage"
         try:
             inner = settings["inner"]
             spec = (inner["name"], bytes.fromhex(inner["sha256"]), inner["settings"])
@@ -203,15 +215,15 @@ def predictor_for_header(name: str, sha256: bytes, settings: dict, extra: Iterab
             if settings["arith"] != ARITH:
                 raise ValueError(settings["arith"])
         except (KeyError, TypeError, ValueError):
-            raise ModelMismatchError("this file's match stage is not understood by this version "
-                                     "of nncompress") from None
+            raise ModelMismatchError(f"this file's {what[:-6]} stage is not understood by this "
+                                     "version of nncompress") from None
         if wrapped_sha256(spec[0], spec[1]) != sha256:
-            raise ModelMismatchError("this file's match-stage identity does not match its model")
+            raise ModelMismatchError(f"this file's {what} identity does not match its model")
         wrapped = predictor_for_header(*spec, extra, device)
         try:
-            return MatchStage(wrapped, **own)
+            return Stage(wrapped, **own)
         except (TypeError, ValueError) as e:
-            raise ModelMismatchError(f"this file's match-stage settings are not understood ({e})"
+            raise ModelMismatchError(f"this file's {what} settings are not understood ({e})"
                                      ) from None
     if name in (MIX_NAME, GMIX_NAME) and sha256 != NO_MODEL_SHA256:
         from .predictors.mix import GeoMixture, Mixture, ensemble_sha256

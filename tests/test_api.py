@@ -72,9 +72,9 @@ def test_cross_entropy_close_to_real_size():
 
 
 def test_models_registry():
-    parts, match = models.split_spec()
+    parts, stage = models.split_spec()
     assert [r.name for r in models.resolve_all()] == parts
-    assert "+".join(parts + ["match"] * match) == models.DEFAULT_MODEL
+    assert "+".join(parts + [stage] * bool(stage)) == models.DEFAULT_MODEL
     assert [r.name for r in models.resolve_all("ctx1+order0")] == ["ctx1", "order0"]
     with pytest.raises(ModelError):
         models.resolve("ctx1+order0")
