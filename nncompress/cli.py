@@ -201,7 +201,9 @@ def _files_equal(a: BinaryIO, b: BinaryIO) -> bool:
 
 model_opt = click.option("--model", "-m", metavar="NAME|PATH", default=None,
                          help=f"Predictor: a built-in name, a model in models/, a model file, or "
-                              f"an ensemble A+B; a final +match adds the long-range match model. "
+                              f"an ensemble A+B; a final +cm adds context mixing over the bits "
+                              f"(context models, match model, APM), a final +match only the "
+                              f"long-range match model. "
                               f"Default: {models.DEFAULT_MODEL}. When decoding, the "
                               "file's own model is used; --model only says where to find its file.")
 device_opt = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",

@@ -4,11 +4,11 @@ All integers are little-endian and unsigned. A file is::
 
     Header  SegmentRecord*  EndRecord  <end of file>
 
-Header (format version 3; versions 1 and 2 differ only in the settings field, see below)::
+Header (format version 4; versions 1 to 3 differ only in the settings field, see below)::
 
     offset  size  field
     0       4     magic  89 4E 4E 43  ("\\x89NNC")
-    4       2     format version (3; version 1 and 2 files are still read)
+    4       2     format version (4; version 1 to 3 files are still read)
     6       2     flags, reserved, must be 0
     8       8     original length in bytes (N)
     16      4     stream count S (>= 1): the input is cut into S contiguous streams coded in lockstep
@@ -21,12 +21,14 @@ Header (format version 3; versions 1 and 2 differ only in the settings field, se
     59      n     predictor name, ASCII (for example "ctx1")
     59+n    4     settings length m (at most 1 MiB)
     63+n    m     predictor settings: JSON, UTF-8, keys sorted, no spaces; every setting that
-                  changes the predicted tables. Versions 2 and 3 store it compressed as a raw
+                  changes the predicted tables. Versions 2 to 4 store it compressed as a raw
                   DEFLATE stream (RFC 1951, no zlib wrapper) with a preset dictionary:
                   SETTINGS_ZDICT in version 2, SETTINGS_ZDICT_V3 (the same followed by the
-                  settings of the version-3 default) in version 3. The default's 660-byte
-                  description takes about 220 bytes in version 2 and about 10 in version 3, which
-                  matters on small inputs; version 1 stored the JSON as is.
+                  settings of the version-3 default) in version 3, SETTINGS_ZDICT_V4 (version 3's
+                  followed by the settings of the version-4 default) in version 4. The default's
+                  700-byte description takes about 220 bytes in version 2 and about 10 with the
+                  dictionary of its own version, which matters on small inputs; version 1 stored
+                  the JSON as is.
     63+n+m  4     CRC-32 of all header bytes before it
 
 Stream layout: with L = ceil(N / S), stream s holds original bytes [s*L, min(N, (s+1)*L)); S is
@@ -68,8 +70,8 @@ from typing import BinaryIO, Union
 from .errors import FormatError, TruncatedError
 
 MAGIC = b"\x89NNC"
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 CODER_CONSTRICTION_RANGE = 1
 CODER_NAMES = {CODER_CONSTRICTION_RANGE: "constriction-0.5-range-categorical-f24"}
 PRECISION = 24
@@ -97,7 +99,19 @@ SETTINGS_ZDICT_V3 = SETTINGS_ZDICT + (
     b'6":"0000000000000000000000000000000000000000000000000000000000000000"}],"share":5,"temper":1'
     b'},"sha256":"1c77e839eb18624bae082633eba90224f54e5ffa12d982654ffc2204b24bf310"},"min_len":6,"'
     b'rate":7,"verify":32}')
-ZDICTS = {2: SETTINGS_ZDICT, 3: SETTINGS_ZDICT_V3}
+
+# Format constant of version 4 (never to be changed): version 3's dictionary followed by the
+# settings of the default when version 4 was introduced (fslstm-small-v3+ctx2+cm).
+SETTINGS_ZDICT_V4 = SETTINGS_ZDICT_V3 + (
+    b'{"apm_mix":3,"apm_rate":7,"arith":"cm-v1","hash_bits":18,"inner":{"name":"gmix","settings":{"ari'
+    b'th":"geo-v1","buckets":"class4-v1","lr_shift":10,"members":[{"name":"fslstm-small-v3","settings"'
+    b':{"arith":"exact-v1","dyneval":{"arith":"de-full-v1","decay":0.0,"eps":0.0001,"lr":0.0003,"segme'
+    b'nt":8}},"sha256":"ef3455b571d7a63db07a738d4694da5fe519ded2ab357f3044c6881358328a55"},{"name":"ct'
+    b'x2","settings":{"esc":12,"esc_step":0,"hash_bits":19,"inc":1,"limit":250,"max_order":7},"sha256"'
+    b':"0000000000000000000000000000000000000000000000000000000000000000"}],"share":5,"temper":1},"sha'
+    b'256":"1c77e839eb18624bae082633eba90224f54e5ffa12d982654ffc2204b24bf310"},"limit":127,"lr":2,"lr_'
+    b'shift":13,"match_bits":20,"match_min":6,"verify":32}')
+ZDICTS = {2: SETTINGS_ZDICT, 3: SETTINGS_ZDICT_V3, 4: SETTINGS_ZDICT_V4}
 
 _FIXED = struct.Struct("<4sHHQIIBB32sB")  # magic .. predictor name length
 _SEG = struct.Struct("<cQIII")

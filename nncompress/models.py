@@ -25,7 +25,7 @@ from typing import Iterable, Optional
 from .errors import ModelError, ModelMismatchError
 from .predictors.base import NO_MODEL_SHA256, Predictor
 
-DEFAULT_MODEL = "fslstm-small-v3+ctx2+match"
+DEFAULT_MODEL = "fslstm-small-v3+ctx2+cm"
 BUILTIN = ("ctx1", "ctx2", "order0")
 MATCH_NAME = "match"   # final stages, not models: only as the last part of a spec
 CM_NAME = "cm"

@@ -91,7 +91,7 @@ def test_canterbury_round_trip_default_model(path):
 
 
 def test_default_same_bytes_with_one_and_two_threads_in_fresh_processes(tmp_path):
-    """The shipped default (FS-LSTM with full dynamic evaluation, ctx2, gmix, match stage) gives
+    """The shipped default (FS-LSTM with full dynamic evaluation, ctx2, gmix, cm stage) gives
     the same bytes with 1 and 2 threads, each in a fresh process, over several streams."""
     from test_dyneval import compress_in_fresh_processes
     text = (b"The default must give the same bytes on any thread count. " * 20
@@ -101,6 +101,6 @@ def test_default_same_bytes_with_one_and_two_threads_in_fresh_processes(tmp_path
     outs = compress_in_fresh_processes(None, src, 3, dynamic_eval=None)
     assert outs[0] == outs[1]
     h = nncompress.read_header(io.BytesIO(outs[0]))
-    assert h.n_streams == 3 and h.predictor_name == "match"
+    assert h.n_streams == 3 and h.predictor_name == "cm"
     assert '"name":"ctx2"' in nncompress.container.settings_bytes(h.settings).decode()
     assert nncompress.decompress(outs[0]) == text

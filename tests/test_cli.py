@@ -5,6 +5,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+from nncompress import container
 from nncompress.cli import main
 
 TEXT = b"It was the best of times, it was the worst of times, it was the age of wisdom.\n" * 300
@@ -70,7 +71,7 @@ def test_info_and_test_commands(textfile, tmp_path):
     nnc = str(tmp_path / "a.txt.nnc")
     r = CliRunner().invoke(main, ["info", nnc])
     assert r.exit_code == 0
-    assert "format version   3" in r.output and "order0" in r.output
+    assert f"format version   {container.FORMAT_VERSION}" in r.output and "order0" in r.output
     assert f"original size    {len(TEXT)}" in r.output
     r = CliRunner().invoke(main, ["t", nnc])
     assert r.exit_code == 0 and "OK" in r.output
@@ -142,13 +143,13 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path):
 
 
 def test_default_model_through_the_cli(textfile, tmp_path):
-    """The shipped default (fslstm-small-v3+ctx2+match): compress with --verify, info, test,
+    """The shipped default (fslstm-small-v3+ctx2+cm): compress with --verify, info, test,
     restore."""
     code, _, err = run_cli("c", "-v", "--verify", str(textfile))
     assert code == 0, err
     nnc = tmp_path / "a.txt.nnc"
     r = CliRunner().invoke(main, ["info", str(nnc)])
-    assert "predictor        match" in r.output and "fslstm-small-v3" in r.output
+    assert "predictor        cm" in r.output and "fslstm-small-v3" in r.output
     assert "de-full-v1" in r.output and '"name":"gmix"' in r.output and '"name":"ctx2"' in r.output
     out = tmp_path / "back.txt"
     assert run_cli("d", str(nnc), str(out))[0] == 0

@@ -99,11 +99,26 @@ def test_golden_v4_default_decodes_and_reencodes_identically():
     assert same_after_header(reencode(blob), blob, 2)
 
 
-# Today's default (format version 3: the settings dictionary of SETTINGS_ZDICT_V3): the FS-LSTM
-# with ctx2 under the geometric mixer, then the match stage. Compressing with the default spec
-# must give exactly this file.
+# The default of format version 3 (the settings dictionary of SETTINGS_ZDICT_V3): the FS-LSTM
+# with ctx2 under the geometric mixer, then the match stage. Compressing with its spec must give
+# exactly this file's records.
 def test_golden_v5_default_decodes_and_reencodes_identically():
     blob, h = load_golden("golden-v3-default-v5.nnc", 3, "match")
+    inner = h.settings["inner"]
+    assert [m["name"] for m in inner["settings"]["members"]] == ["fslstm-small-v3", "ctx2"]
+    assert len(container.pack_header(h)) < 100
+    again = nncompress.compress(TEXT, model="fslstm-small-v3+ctx2+match", streams=h.n_streams,
+                                segment_steps=h.segment_steps)
+    assert same_after_header(again, blob, 3)
+    assert same_after_header(reencode(blob), blob, 3)
+
+
+# Today's default (format version 4: the settings dictionary of SETTINGS_ZDICT_V4): the same
+# mixture under the cm stage (cm-v1), in 3 streams so that the merged updates of a batch are
+# pinned too. Compressing with the default spec must give exactly this file.
+def test_golden_v6_default_decodes_and_reencodes_identically():
+    blob, h = load_golden("golden-v4-default-v6.nnc", 4, "cm")
+    assert h.settings["arith"] == "cm-v1" and h.n_streams == 3
     inner = h.settings["inner"]
     assert [m["name"] for m in inner["settings"]["members"]] == ["fslstm-small-v3", "ctx2"]
     assert len(container.pack_header(h)) < 100
