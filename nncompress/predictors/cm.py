@@ -127,7 +127,8 @@ for _j in range(1, 256):
         _prefix = _j - (1 << _d)
         KIND[_j - 1] = 1 + (_prefix >> (_d - 4))
         LOCAL[_j - 1] = (1 << (_d - 4)) + (_prefix & ((1 << (_d - 4)) - 1))
-_ROW_SEL = np.where(_DEPTHS < 4, 0, 1)        # path depth -> which of the two touched rows
+_ROW_SEL = np.where(_DEPTHS < 4, 0, 1)
+_COLS = np.arange(255)        # path depth -> which of the two touched rows
 
 _U = np.uint64
 _H1 = _U(0x9E3779B97F4A7C15)
@@ -269,10 +270,10 @@ class CMStage:
         c[:, 2:] = G[:, :, KIND, LOCAL] * valid
         n = c & 255
         # inputs, input-major: (a, N_INPUTS, 255)
-        X = np.empty((a, N_INPUTS, 255), dtype=np.int64)
+        X = np.empty((a, N_INPUTS, 255), dtype=np.float64)
         X[:, 0] = STRETCH[tree_p1(w)]
-        st = X[:, 1:1 + N_CTX]
-        st[...] = STRETCH[c >> 12] * (n > 0)
+        st = STRETCH[c >> 12] * (n > 0)
+        X[:, 1:1 + N_CTX] = st
         X[:, 1 + N_CTX:1 + 2 * N_CTX] = (st * np.minimum(n, 15)) >> 4
         xm = X[:, 1 + 2 * N_CTX]
         xm[...] = 0
@@ -294,9 +295,9 @@ class CMStage:
         set2 = _byte_class(self.c1) << 3
         Wsel = np.concatenate([self.W1[set1[:, None] + _DEPTHS], self.W2[set2[:, None] + _DEPTHS]],
                               axis=1).astype(np.float64)               # (a, 16, N)
-        prod = np.matmul(Wsel, X.astype(np.float64)).astype(np.int64)  # (a, 16, 255)
-        dot1 = np.clip(np.take_along_axis(prod, np.broadcast_to(DEPTH, (a, 1, 255)), axis=1)[:, 0] >> 16, -2047, 2047)
-        dot2 = np.clip(np.take_along_axis(prod, np.broadcast_to(8 + DEPTH, (a, 1, 255)), axis=1)[:, 0] >> 16, -2047, 2047)
+        prod = np.matmul(Wsel, X)                                      # (a, 16, 255)
+        dot1 = np.clip(prod[:, DEPTH, _COLS].astype(np.int64) >> 16, -2047, 2047)
+        dot2 = np.clip(prod[:, 8 + DEPTH, _COLS].astype(np.int64) >> 16, -2047, 2047)
         dot = (dot1 + dot2) >> 1
         pm = squash(dot)
         # APM by previous byte and node: interpolate between the two cells around stretch(p)
@@ -323,7 +324,7 @@ class CMStage:
         idx = np.concatenate([(256 * 256 + 1 + path).ravel(), ((c1 << 8)[:, None] + 1 + path).ravel()])
         self._count(self.Dt, idx, np.concatenate([bit.ravel(), bit.ravel()]))
         # mixers: the weight set of a path node is the stream's set plus the node's depth
-        x = self.X[:a][rows_a, :, path]                                 # (a, 8, N)
+        x = self.X[:a][rows_a, :, path].astype(np.int64)                # (a, 8, N)
         lr, shift = self.cfg["lr"], self.cfg["lr_shift"]
         for W, pm, sets in ((self.W1, self.pm1, self.set1), (self.W2, self.pm2, self.set2)):
             err = ((bit << 12) - pm[:a][rows_a, path]) * lr
@@ -346,9 +347,9 @@ class CMStage:
 
     def _learn_hashed(self, s: np.ndarray, path: np.ndarray, bit: np.ndarray) -> None:
         a = len(s)
-        kind = np.stack([np.zeros(a, dtype=np.int64), 1 + (s >> 4)], axis=1)      # (a, 2)
-        rows = np.take_along_axis(self.rows[:a], np.broadcast_to(kind[:, None, :], (a, N_HASHED, 2)), axis=2)
-        chks = np.take_along_axis(self.chks[:a], np.broadcast_to(kind[:, None, :], (a, N_HASHED, 2)), axis=2)
+        ar, lo = np.arange(a), 1 + (s >> 4)
+        rows = np.stack([self.rows[:a, :, 0], self.rows[ar, :, lo]], axis=2)          # (a, N_HASHED, 2)
+        chks = np.stack([self.chks[:a, :, 0], self.chks[ar, :, lo]], axis=2)
         r, c = rows.ravel(), chks.ravel()
         chk = self.H[r << 4]
         stale = chk != c
@@ -360,9 +361,8 @@ class CMStage:
             self.H[rs[pick] << 4] = cs[pick]
             chk = self.H[r << 4]
         ok = (chk == c).reshape(a, N_HASHED, 2)
-        sel = np.broadcast_to(_ROW_SEL[None, None, :], (a, N_HASHED, 8))
-        row8 = np.take_along_axis(rows, sel, axis=2)
-        ok8 = np.take_along_axis(ok, sel, axis=2)
+        row8 = rows[:, :, _ROW_SEL]
+        ok8 = ok[:, :, _ROW_SEL]
         idx = ((row8 << 4) + LOCAL[path][:, None, :])[ok8]
         y = np.broadcast_to(bit[:, None, :], (a, N_HASHED, 8))[ok8]
         self._count(self.H, idx, y)
