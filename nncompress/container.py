@@ -110,7 +110,7 @@ SETTINGS_ZDICT_V4 = SETTINGS_ZDICT_V3 + (
     b'x2","settings":{"esc":12,"esc_step":0,"hash_bits":19,"inc":1,"limit":250,"max_order":7},"sha256"'
     b':"0000000000000000000000000000000000000000000000000000000000000000"}],"share":5,"temper":1},"sha'
     b'256":"1c77e839eb18624bae082633eba90224f54e5ffa12d982654ffc2204b24bf310"},"limit":127,"lr":2,"lr_'
-    b'shift":13,"match_bits":20,"match_min":6,"verify":32}')
+    b'shift":13,"match_bits":20,"match_min":6,"nibbles":4,"verify":32}')
 ZDICTS = {2: SETTINGS_ZDICT, 3: SETTINGS_ZDICT_V3, 4: SETTINGS_ZDICT_V4}
 
 _FIXED = struct.Struct("<4sHHQIIBB32sB")  # magic .. predictor name length

@@ -81,6 +81,45 @@ def test_tables_are_valid_and_deterministic_through_shrinking_batches():
     assert np.abs(a.W1).max() > 0 and np.array_equal(a.W1, b.W1) and np.array_equal(a.H, b.H)
 
 
+class _Last:
+    """Wraps a predictor and keeps the weights it returned last."""
+
+    def __init__(self, inner):
+        self.inner, self.identity = inner, inner.identity
+
+    def start(self, n):
+        self.w = self.inner.start(n)
+        return self.w
+
+    def step(self, s):
+        self.w = self.inner.step(s)
+        return self.w
+
+
+def test_only_the_likely_subtrees_are_refined():
+    """The high nibble's nodes and the low-nibble subtrees of the `nibbles` most likely high
+    nibbles (plus the match model's) are refined; everywhere else the wrapped predictor's
+    P(bit) stays as it is."""
+    text = np.frombuffer(b"Some Text, with digits 0123 and CAPITALS; some text again. " * 30,
+                         np.uint8).astype(np.int64)
+    inner = _Last(Order0())
+    st = CMStage(inner, nibbles=2, hash_bits=12)
+    st.start(2)
+    for t in range(0, 600, 2):
+        st.step(text[t:t + 2])
+        mass = cm.tree_sums(inner.w)[:, 16:32]
+        ref = cm.tree_p1(inner.w)
+        for s in range(2):
+            chosen = set(st.hn[s].tolist())
+            top = set(np.argsort(-mass[s], kind="stable")[:2].tolist())
+            if st.match.mlen[s] == 0:
+                assert chosen == top
+            for h in set(range(16)) - chosen:
+                nodes = [((16 + h) << d) + m - 1 for d in range(4) for m in range(1 << d)]
+                assert np.array_equal(st.p1[s, nodes], ref[s, nodes])
+    assert (st.match.mlen > 0).any()
+
+
 def test_weight_sums_stay_exact_in_float64():
     """The mixers' products go through float64: every partial sum must stay an exact integer."""
     W = np.full((1, cm.N_INPUTS), cm.W_LIMIT, dtype=np.int64)
