@@ -204,9 +204,10 @@ def predictor_for_header(name: str, sha256: bytes, settings: dict, extra: Iterab
     extra = list(extra)
     if name in STAGES and sha256 != NO_MODEL_SHA256:
         if name == MATCH_NAME:
-            from .predictors.match import ARITH, MatchStage as Stage, wrapped_sha256
+            from .predictors.match import ARITH, MatchStage as Stage
         else:
-            from .predictors.cm import ARITH, CMStage as Stage, wrapped_sha256
+            from .predictors.cm import ARITH, CMStage as Stage
+        from .predictors.base import stage_sha256
         what = "match-stage" if name == MATCH_NAME else "cm-stage"
         try:
             inner = settings["inner"]
@@ -217,7 +218,7 @@ def predictor_for_header(name: str, sha256: bytes, settings: dict, extra: Iterab
         except (KeyError, TypeError, ValueError):
             raise ModelMismatchError(f"this file's {what[:-6]} stage is not understood by this "
                                      "version of nncompress") from None
-        if wrapped_sha256(spec[0], spec[1]) != sha256:
+        if stage_sha256(name, spec[0], spec[1]) != sha256:
             raise ModelMismatchError(f"this file's {what} identity does not match its model")
         wrapped = predictor_for_header(*spec, extra, device)
         try:

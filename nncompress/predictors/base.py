@@ -18,6 +18,7 @@ setting that changes the weights (JSON-serialisable).
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -56,6 +57,21 @@ class PredictorIdentity:
     name: str
     model_sha256: bytes = NO_MODEL_SHA256
     settings: dict = field(default_factory=dict)
+
+
+def stage_sha256(stage: str, inner_name: str, inner_sha256: bytes) -> bytes:
+    """Identity of a final stage ("match", "cm"): SHA-256 over the stage's name and the wrapped
+    predictor's name and model hash."""
+    return hashlib.sha256(stage.encode() + b"\0" + inner_name.encode() + b"\0" + inner_sha256).digest()
+
+
+def stage_identity(stage: str, inner, settings: dict) -> PredictorIdentity:
+    """What the header records of a final stage: its own settings (with its arithmetic tag) and
+    the wrapped predictor's name, model hash and settings under "inner"."""
+    i = inner.identity
+    return PredictorIdentity(stage, stage_sha256(stage, i.name, i.model_sha256),
+                             {**settings, "inner": {"name": i.name, "sha256": i.model_sha256.hex(),
+                                                    "settings": i.settings}})
 
 
 class Predictor(Protocol):

@@ -51,11 +51,9 @@ table and stretch() its inverse, built from integers only.
 """
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
-from .base import PredictorIdentity, int_settings, stream_limits
+from .base import int_settings, stage_identity, stream_limits
 from .match import MatchModel, len_class, N_LB
 
 ARITH = "cm-v1"
@@ -210,11 +208,7 @@ class CMStage:
         self.match = MatchModel(cfg["match_min"], cfg["match_bits"], cfg["verify"])
         self.inner = inner
         self.cfg = cfg
-        self.identity = PredictorIdentity(
-            name, wrapped_sha256(inner.identity.name, inner.identity.model_sha256),
-            {**cfg, "arith": ARITH,
-             "inner": {"name": inner.identity.name, "sha256": inner.identity.model_sha256.hex(),
-                       "settings": inner.identity.settings}})
+        self.identity = stage_identity(name, inner, {**cfg, "arith": ARITH})
         self.min_stream_len, self.max_streams = stream_limits(inner)
 
     # -- state -------------------------------------------------------------------------------
@@ -443,10 +437,3 @@ class CMStage:
         self.indent = np.where(nl, 0, np.where(blank, np.minimum(self.indent[:a] + 1, 63),
                                                self.indent[:a]))
         self.leading = nl | blank
-
-
-def wrapped_sha256(name: str, model_sha256: bytes) -> bytes:
-    """Identity of a cm stage: SHA-256 over the wrapped predictor's name and model hash."""
-    h = hashlib.sha256(b"cm\0")
-    h.update(name.encode() + b"\0" + model_sha256)
-    return h.digest()

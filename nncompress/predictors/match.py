@@ -22,11 +22,9 @@ numpy only, all integer, so it is as portable as the predictor it wraps.
 """
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
-from .base import PredictorIdentity, int_settings, stream_limits
+from .base import int_settings, stage_identity, stream_limits
 
 DEFAULT_SETTINGS = {
     "min_len": 6,      # bytes of context hashed (<= 8)
@@ -183,11 +181,7 @@ class MatchStage:
         self.model = MatchModel(cfg["min_len"], cfg["hash_bits"], cfg["verify"])
         self.inner = inner
         self.cfg = cfg
-        self.identity = PredictorIdentity(
-            name, wrapped_sha256(inner.identity.name, inner.identity.model_sha256),
-            {**cfg, "arith": ARITH,
-             "inner": {"name": inner.identity.name, "sha256": inner.identity.model_sha256.hex(),
-                       "settings": inner.identity.settings}})
+        self.identity = stage_identity(name, inner, {**cfg, "arith": ARITH})
         self.min_stream_len, self.max_streams = stream_limits(inner)
         self._adapt = _adapt_table(cfg["rate"])
 
@@ -252,10 +246,3 @@ class MatchStage:
         out = w.copy()
         out[on] = others
         return out
-
-
-def wrapped_sha256(name: str, model_sha256: bytes) -> bytes:
-    """Identity of a match stage: SHA-256 over the wrapped predictor's name and model hash."""
-    h = hashlib.sha256(b"match\0")
-    h.update(name.encode() + b"\0" + model_sha256)
-    return h.digest()
