@@ -117,21 +117,12 @@ def squash(x: np.ndarray) -> np.ndarray:
 
 
 _DEPTHS = np.arange(8)
-_NODES = np.arange(1, 256)
 DEPTH = np.array([j.bit_length() - 1 for j in range(1, 256)], dtype=np.int64)
-# Nibble rows: node j (1..255) reads row KIND[j-1] of its context (0: the high nibble's row,
-# 1 + k: the low nibble's row after high nibble k) at position LOCAL[j-1] (1..15).
-KIND = np.zeros(255, dtype=np.int64)
-LOCAL = np.zeros(255, dtype=np.int64)
-for _j in range(1, 256):
-    _d = _j.bit_length() - 1
-    if _d < 4:
-        KIND[_j - 1], LOCAL[_j - 1] = 0, _j
-    else:
-        _prefix = _j - (1 << _d)
-        KIND[_j - 1] = 1 + (_prefix >> (_d - 4))
-        LOCAL[_j - 1] = (1 << (_d - 4)) + (_prefix & ((1 << (_d - 4)) - 1))
-_ROW_SEL = np.where(_DEPTHS < 4, 0, 1)
+# Nibble rows: a hashed context has the high nibble's row (slot 0) and one row per high nibble k
+# for the low nibble (slot 1 + k); node j (1..255) sits at position LOCAL[j-1] (1..15) of its row.
+LOCAL = np.array([j if j < 16 else (1 << (j.bit_length() - 5)) + (j & ((1 << (j.bit_length() - 5)) - 1))
+                  for j in range(1, 256)], dtype=np.int64)
+_ROW_SEL = np.where(_DEPTHS < 4, 0, 1)      # path depth -> which of its two rows (high, low)
 _COLS = np.arange(255)
 # The refined nodes of a byte: the high nibble's 15, then 15 per selected high nibble h, in the
 # order of LOCAL (node (15 + h) * _LMULT + _LOW); their row slot, position in the row and depth.
@@ -140,7 +131,7 @@ _LOW = np.arange(1, 16)
 _LMULT = np.array([1 << (l.bit_length() - 1) for l in range(1, 16)], dtype=np.int64)
 _RSLOT = np.concatenate([np.zeros(15, dtype=np.int64)] + [np.full(15, 1 + k) for k in range(16)])
 _LOCM = np.tile(np.arange(1, 16), 17)
-_DEPTHM = np.concatenate([DEPTH[:15]] + [4 + DEPTH[:15]] * 16)        # path depth -> which of the two touched rows
+_DEPTHM = np.concatenate([DEPTH[:15]] + [4 + DEPTH[:15]] * 16)
 
 _U = np.uint64
 _H1 = _U(0x9E3779B97F4A7C15)
@@ -352,7 +343,6 @@ class CMStage:
         a = len(s)
         path = ((256 + s[:, None]) >> (8 - _DEPTHS[None, :])) - 1       # (a, 8) node - 1
         bit = (s[:, None] >> (7 - _DEPTHS[None, :])) & 1
-        rows_a = np.arange(a)[:, None]
         self._learn_hashed(s, path, bit)
         # direct orders 0 and 1
         c1 = self.c1[:a]
