@@ -36,6 +36,13 @@ def same_after_header(again: bytes, blob: bytes, version: int) -> bool:
             and again[src.tell():] == blob[len(container.pack_header(h)):])
 
 
+def compress_like(h, model=None) -> bytes:
+    """TEXT compressed through the API with `model` (None: today's default) in the stream count and
+    segment length of the header `h`."""
+    return nncompress.compress(TEXT, model=model, streams=h.n_streams,
+                               segment_steps=h.segment_steps)
+
+
 def load_golden(name: str, version: int, predictor: str):
     """A golden file, checked to decode to TEXT, and its header (of the given version and
     predictor name)."""
@@ -93,8 +100,7 @@ def test_golden_v4_default_decodes_and_reencodes_identically():
     inner = h.settings["inner"]
     assert inner["name"] == "gmix" and inner["settings"]["arith"] == "geo-v1"
     assert [m["name"] for m in inner["settings"]["members"]] == ["fslstm-small-v3", "ctx1"]
-    again = nncompress.compress(TEXT, model="fslstm-small-v3+ctx1+match", streams=h.n_streams,
-                                segment_steps=h.segment_steps)
+    again = compress_like(h, "fslstm-small-v3+ctx1+match")
     assert same_after_header(again, blob, 2)
     assert same_after_header(reencode(blob), blob, 2)
 
@@ -107,8 +113,7 @@ def test_golden_v5_default_decodes_and_reencodes_identically():
     inner = h.settings["inner"]
     assert [m["name"] for m in inner["settings"]["members"]] == ["fslstm-small-v3", "ctx2"]
     assert len(container.pack_header(h)) < 100
-    again = nncompress.compress(TEXT, model="fslstm-small-v3+ctx2+match", streams=h.n_streams,
-                                segment_steps=h.segment_steps)
+    again = compress_like(h, "fslstm-small-v3+ctx2+match")
     assert same_after_header(again, blob, 3)
     assert same_after_header(reencode(blob), blob, 3)
 
@@ -122,6 +127,6 @@ def test_golden_v6_default_decodes_and_reencodes_identically():
     inner = h.settings["inner"]
     assert [m["name"] for m in inner["settings"]["members"]] == ["fslstm-small-v3", "ctx2"]
     assert len(container.pack_header(h)) < 100
-    again = nncompress.compress(TEXT, streams=h.n_streams, segment_steps=h.segment_steps)
+    again = compress_like(h)
     assert again == blob
     assert reencode(blob) == blob
