@@ -54,20 +54,20 @@ def test_tables_are_valid_and_deterministic():
         assert wa.min() >= 1 and wa.sum(axis=1).max() < coding.MAX_WEIGHT_SUM
         n = 3 if t < 600 else 2
         wa, wb = a.step(arr[t:t + n]), b.step(arr[t:t + n])
-    assert a.mlen.max() > 20                      # the repeats were found and followed
+    assert a.model.mlen.max() > 20                      # the repeats were found and followed
 
 
 def test_a_hash_collision_is_not_taken_for_a_match():
     st = MatchStage(Order0(), hash_bits=10, min_len=4)
     st.start(1)
     text = np.frombuffer(b"abcdefgh" + b"ijklmnop" * 3, np.uint8).astype(np.int64)
-    st.table[:] = 8               # every slot "points" at offset 8 (after "efgh") of stream 0
+    st.model.table[:] = 8               # every slot "points" at offset 8 (after "efgh") of stream 0
     for c in text[:12]:
         st.step(np.array([c]))
-        assert st.mlen[0] == 0    # the contexts differ from "efgh": checked and dropped
+        assert st.model.mlen[0] == 0    # the contexts differ from "efgh": checked and dropped
     for c in text[12:24]:         # the real repeat of "ijklmnop" is found
         st.step(np.array([c]))
-    assert st.mlen[0] >= 4
+    assert st.model.mlen[0] >= 4
 
 
 @pytest.mark.parametrize("spec", ["ctx1+match", "order0+ctx1+match"])

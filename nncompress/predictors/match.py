@@ -185,14 +185,6 @@ class MatchStage:
         self.min_stream_len, self.max_streams = stream_limits(inner)
         self._adapt = _adapt_table(cfg["rate"])
 
-    @property
-    def mlen(self) -> np.ndarray:
-        return self.model.mlen
-
-    @property
-    def table(self) -> np.ndarray:
-        return self.model.table
-
     # -- state -------------------------------------------------------------------------------
     def start(self, n_streams: int) -> np.ndarray:
         S = n_streams
