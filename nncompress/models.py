@@ -208,7 +208,6 @@ def predictor_for_header(name: str, sha256: bytes, settings: dict, extra: Iterab
         else:
             from .predictors.cm import ARITH, CMStage as Stage
         from .predictors.base import stage_sha256
-        what = "match-stage" if name == MATCH_NAME else "cm-stage"
         try:
             inner = settings["inner"]
             spec = (inner["name"], bytes.fromhex(inner["sha256"]), inner["settings"])
@@ -216,15 +215,15 @@ def predictor_for_header(name: str, sha256: bytes, settings: dict, extra: Iterab
             if settings["arith"] != ARITH:
                 raise ValueError(settings["arith"])
         except (KeyError, TypeError, ValueError):
-            raise ModelMismatchError(f"this file's {what[:-6]} stage is not understood by this "
+            raise ModelMismatchError(f"this file's {name} stage is not understood by this "
                                      "version of nncompress") from None
         if stage_sha256(name, spec[0], spec[1]) != sha256:
-            raise ModelMismatchError(f"this file's {what} identity does not match its model")
+            raise ModelMismatchError(f"this file's {name}-stage identity does not match its model")
         wrapped = predictor_for_header(*spec, extra, device)
         try:
             return Stage(wrapped, **own)
         except (TypeError, ValueError) as e:
-            raise ModelMismatchError(f"this file's {what} settings are not understood ({e})"
+            raise ModelMismatchError(f"this file's {name}-stage settings are not understood ({e})"
                                      ) from None
     if name in (MIX_NAME, GMIX_NAME) and sha256 != NO_MODEL_SHA256:
         from .predictors.mix import GeoMixture, Mixture, ensemble_sha256
