@@ -8,9 +8,16 @@ from one window to the next (truncated BPTT) and reset when the parts wrap aroun
 Files written, with out_path = e.g. runs/small/small.pt:
     small.pt     the model: {"format", "version", "config", "state_dict"} (weights only)
     small.json   the record: config, data with sha256, steps, bytes seen, validation bpb, hardware
-    small.ckpt   the checkpoint for --resume: model, optimizer, step, data position, state, RNG
-All three are rewritten at every evaluation, so an interrupted run leaves usable files;
-every .pt/.ckpt is a plain dict of tensors, numbers and strings (torch.load(weights_only=True)).
+    small.ckpt   the checkpoint for --resume: model, optimizer, step, data position, state, RNG,
+                 and the run's arguments (data, validation, output, steps, schedule, precision)
+All three are rewritten at every evaluation and at least every `checkpoint_minutes`, so a run
+stopped at any moment loses at most that much work; `nncompress train --resume small.ckpt`
+continues it bit for bit (the same weights as an uninterrupted run, on the same machine kind).
+Every .pt/.ckpt is a plain dict of tensors, numbers and strings (torch.load(weights_only=True)).
+
+Precision: "bf16" (the default) runs the forward pass under torch.autocast with bfloat16 on the
+CPU (AMX/AVX-512 where the CPU has them) or CUDA, float32 master weights and optimizer state;
+"fp32" runs everything in float32. Evaluation is always float32.
 """
 from __future__ import annotations
 
@@ -29,6 +36,7 @@ from .models import file_sha256
 
 TAR_SUFFIXES = (".tar", ".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2")
 CKPT_FORMAT = "nncompress-fslstm-checkpoint"
+PRECISIONS = ("bf16", "fp32")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,7 +105,6 @@ def _hardware(dev) -> dict:
           "threads": torch.get_num_threads(), "device": str(dev)}
     if dev.type == "cuda":
         hw["gpu"] = torch.cuda.get_device_name(dev)
-        hw["autocast"] = "bfloat16"
     return hw
 
 
@@ -181,6 +188,7 @@ def train(cfg, data_paths, val_paths, out_path, steps: int, *, resume=None, seed
           device: str = "auto", threads: int | None = None, log_every: int = 100,
           eval_every: int = 1000, val_bytes: int = 1 << 20, val_streams: int = 32,
           patience: int = 2, anneal: float = 0.0, ckpt_path=None, config_name: str | None = None,
+          precision: str = "bf16", checkpoint_minutes: float = 10.0,
           log: Callable[[str], None] | None = None) -> dict:
     """Train an FS-LSTM (config name or FSConfig) for `steps` optimizer steps in total (a resumed
     run continues up to `steps`). Returns the JSON record that is also written next to out_path.
@@ -189,7 +197,8 @@ def train(cfg, data_paths, val_paths, out_path, steps: int, *, resume=None, seed
     best validation bits per byte. With anneal > 0 it also decays linearly to x0.1 over the last
     `anneal` fraction of the steps (useful when a run sees less than an epoch and never plateaus).
     Validation: `val_streams` windows, `val_bytes` in all, evenly spread over the validation data
-    (the same slice at every evaluation).
+    (the same slice at every evaluation). A checkpoint is also written whenever
+    `checkpoint_minutes` have passed since the last one.
     """
     import torch
     from .predictors.fslstm import FSRNN, FSConfig, count_parameters, get_config
@@ -197,6 +206,8 @@ def train(cfg, data_paths, val_paths, out_path, steps: int, *, resume=None, seed
     log = log or (lambda s: print(s, flush=True))
     if threads:
         torch.set_num_threads(threads)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     dev = _pick_device(device)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -209,6 +220,7 @@ def train(cfg, data_paths, val_paths, out_path, steps: int, *, resume=None, seed
         if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
             raise ValueError(f"{resume}: not an nncompress training checkpoint")
         cfg, cfg_name, seed = FSConfig.from_dict(ck["config"]), ck["config_name"], ck["seed"]
+        precision = ck.get("precision", "fp32")          # version-1 checkpoints ran float32
     else:
         cfg_name = config_name or (cfg if isinstance(cfg, str) else "")
         cfg = get_config(cfg)
@@ -236,7 +248,7 @@ def train(cfg, data_paths, val_paths, out_path, steps: int, *, resume=None, seed
     model = FSRNN(cfg, device=dev)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     n_params = count_parameters(cfg)
-    use_amp = dev.type == "cuda"
+    use_amp = precision == "bf16"
 
     step, pos, epoch, bytes_seen, wall_prev = 0, 0, 0, 0, 0.0
     lr, best_val, bad_evals, curve = cfg.lr, float("inf"), 0, []
@@ -277,13 +289,13 @@ def train(cfg, data_paths, val_paths, out_path, steps: int, *, resume=None, seed
             "steps": step, "steps_target": steps, "finished": finished,
             "bytes_seen": bytes_seen, "epochs": epoch + pos / L,
             "val_bpb": val_bpb, "val_curve": curve, "lr": lr,
-            "hardware": _hardware(dev), "wall_s": round(wall_prev + time.time() - t0, 1),
-            "seed": seed,
+            "hardware": {**_hardware(dev), "precision": precision},
+            "wall_s": round(wall_prev + time.time() - t0, 1), "seed": seed,
         }
 
     def checkpoint(val_bpb, finished):
-        ck = {"format": CKPT_FORMAT, "version": 1, "config": cfg.to_dict(),
-              "config_name": cfg_name,
+        ck = {"format": CKPT_FORMAT, "version": 2, "config": cfg.to_dict(),
+              "config_name": cfg_name, "precision": precision, "run": run_args,
               "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
               "optimizer": opt.state_dict(), "step": step, "pos": pos, "epoch": epoch,
               "bytes_seen": bytes_seen, "lr": lr, "best_val": best_val, "bad_evals": bad_evals,
@@ -298,8 +310,15 @@ def train(cfg, data_paths, val_paths, out_path, steps: int, *, resume=None, seed
         _atomic_json(rec, json_path)
         return rec
 
+    # what `--resume CKPT` alone needs to continue the run (paths as given, checked by sha256)
+    run_args = {"data": [str(p) for p in data_paths], "val": [str(p) for p in val_paths],
+                "out": str(out_path), "steps": steps, "eval_every": eval_every,
+                "val_bytes": val_bytes, "val_streams": val_streams, "patience": patience,
+                "anneal": anneal, "log_every": log_every}
+
     model.train()
     t_log, bytes_log, loss_sum, loss_n = time.time(), 0, 0.0, 0
+    t_ckpt = time.time()
     val_bpb = curve[-1][1] if curve else None
     rec = None
     while step < steps:
@@ -339,7 +358,11 @@ def train(cfg, data_paths, val_paths, out_path, steps: int, *, resume=None, seed
             rec = checkpoint(val_bpb, finished=step >= steps)
             log(f"eval step {step} | val bpb {val_bpb:.4f} | best {best_val:.4f} | "
                 f"lr {set_lr():.2e} | {time.time() - te:.1f} s | saved {out_path}")
-            t_log = time.time()                  # bytes/s counts training only
+            t_log = t_ckpt = time.time()         # bytes/s counts training only
+        elif time.time() - t_ckpt >= 60.0 * checkpoint_minutes:
+            rec = checkpoint(val_bpb, finished=False)
+            log(f"checkpoint step {step} | saved {ckpt_path}")
+            t_ckpt = time.time()
     if rec is None:                              # nothing to do (resumed at or past `steps`)
         val_bpb = evaluate(model, vslice)
         rec = checkpoint(val_bpb, finished=True)
@@ -349,49 +372,92 @@ def train(cfg, data_paths, val_paths, out_path, steps: int, *, resume=None, seed
 # ---------------------------------------------------------------------------------------------
 # command line
 
+def _resume_args(path) -> dict:
+    """The run's arguments as the checkpoint recorded them (version 2 on)."""
+    import torch
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
+        raise click.BadParameter(f"{path}: not an nncompress training checkpoint",
+                                 param_hint="--resume")
+    if "run" not in ck:
+        raise click.BadParameter(f"{path}: a version-1 checkpoint does not record its run; give "
+                                 "DATA, --val, --out and --steps", param_hint="--resume")
+    return ck["run"]
+
+
 @click.command("train")
-@click.argument("data", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("data", nargs=-1, type=click.Path(exists=True))
 @click.option("--config", "config", default="small", show_default=True,
               help="named FS-LSTM config (see nncompress.predictors.fslstm.CONFIGS)")
-@click.option("--steps", type=int, required=True, help="total optimizer steps")
-@click.option("--val", "val", multiple=True, required=True, type=click.Path(exists=True),
+@click.option("--steps", type=int, default=None, help="total optimizer steps")
+@click.option("--val", "val", multiple=True, type=click.Path(exists=True),
               help="validation file, folder or shard (repeatable)")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+@click.option("--out", "out", type=click.Path(dir_okay=False),
               help="model file to write; the record goes to the same name with .json")
 @click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="checkpoint (.ckpt) to continue from; its config and seed are used")
+              help="checkpoint to continue from, bit for bit; its config, seed, precision and "
+                   "(unless given again) data, --val, --out and --steps are used")
+@click.option("--checkpoint", "ckpt", type=click.Path(dir_okay=False), default=None,
+              help="checkpoint file to write [default: --out with .ckpt; when resuming, the "
+                   "resumed file]")
+@click.option("--checkpoint-minutes", type=float, default=10.0, show_default=True,
+              help="write a checkpoint at least this often (besides every evaluation)")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="bf16", show_default=True,
+              help="bf16: bfloat16 autocast (AMX on the CPU), float32 master weights")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
-@click.option("--log-every", type=int, default=100, show_default=True)
-@click.option("--eval-every", type=int, default=1000, show_default=True,
-              help="steps between validation + checkpoint + model export")
-@click.option("--val-bytes", type=int, default=1 << 20, show_default=True)
-@click.option("--patience", type=int, default=2, show_default=True,
-              help="evaluations without a new best before LR x 0.1")
-@click.option("--anneal", type=float, default=0.0, show_default=True,
-              help="fraction of the final steps over which the LR decays linearly to x0.1")
+@click.option("--log-every", type=int, default=None, help="steps between log lines [100]")
+@click.option("--eval-every", type=int, default=None,
+              help="steps between validation + checkpoint + model export [1000]")
+@click.option("--val-bytes", type=int, default=None, help="validation bytes [1048576]")
+@click.option("--patience", type=int, default=None,
+              help="evaluations without a new best before LR x 0.1 [2]")
+@click.option("--anneal", type=float, default=None,
+              help="fraction of the final steps over which the LR decays linearly to x0.1 [0]")
 @click.option("--batch", type=int, default=None, help="override the config's batch")
 @click.option("--bptt", type=int, default=None, help="override the config's BPTT length")
 @click.option("--lr", type=float, default=None, help="override the config's learning rate")
-def train_cmd(data, config, steps, val, out, resume, seed, device, threads, log_every,
-              eval_every, val_bytes, patience, anneal, batch, bptt, lr):
-    """Train an FS-LSTM byte model on DATA (files, folders, .tar.xz shards)."""
+def train_cmd(data, config, steps, val, out, resume, ckpt, checkpoint_minutes, precision, seed,
+              device, threads, log_every, eval_every, val_bytes, patience, anneal, batch, bptt,
+              lr):
+    """Train an FS-LSTM byte model on DATA (files, folders, .tar.xz shards).
+
+    \b
+    New run:  nncompress train DATA... --val V --out M.pt --steps N [--config NAME]
+    Continue: nncompress train --resume M.ckpt
+    """
     from dataclasses import replace
     from .predictors.fslstm import get_config
-    try:
-        cfg = get_config(config)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--config")
     over = {k: v for k, v in (("batch", batch), ("bptt", bptt), ("lr", lr)) if v is not None}
-    if over and resume:
-        raise click.UsageError("--batch/--bptt/--lr cannot change a resumed run")
-    name = config + "".join(f" {k}={v}" for k, v in over.items())
-    rec = train(replace(cfg, **over), data, val, out, steps, resume=resume, seed=seed,
-                device=device, config_name=name, threads=threads, log_every=log_every,
-                eval_every=eval_every, val_bytes=val_bytes, patience=patience,
-                anneal=anneal)
+    sched = {"log_every": log_every, "eval_every": eval_every, "val_bytes": val_bytes,
+             "patience": patience, "anneal": anneal}
+    if resume:
+        if over:
+            raise click.UsageError("--batch/--bptt/--lr cannot change a resumed run")
+        run = _resume_args(resume)
+        data, val, out = data or run["data"], val or run["val"], out or run["out"]
+        steps = steps if steps is not None else run["steps"]
+        sched = {k: v if v is not None else run[k] for k, v in sched.items()}
+        sched["val_streams"] = run["val_streams"]
+        ckpt = ckpt or resume
+        cfg, name = None, None
+    else:
+        try:
+            cfg = get_config(config)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--config")
+        name = config + "".join(f" {k}={v}" for k, v in over.items())
+        cfg = replace(cfg, **over)
+        sched = {k: v if v is not None else d for (k, v), d in
+                 zip(sched.items(), (100, 1000, 1 << 20, 2, 0.0))}
+    for what, v in (("DATA", data), ("--val", val), ("--out", out), ("--steps", steps)):
+        if not v:
+            raise click.UsageError(f"{what} is needed for a new run (or give --resume CKPT)")
+    rec = train(cfg, data, val, out, steps, resume=resume, seed=seed, device=device,
+                config_name=name, threads=threads, ckpt_path=ckpt, precision=precision,
+                checkpoint_minutes=checkpoint_minutes, **sched)
     click.echo(f"done: {rec['steps']} steps, val bpb {rec['val_bpb']:.4f}, "
                f"{rec['wall_s']:.0f} s -> {out}")
 

@@ -139,3 +139,57 @@ def test_export_with_dynamic_evaluation_statistics(data, tmp_path):
     assert nncompress.read_header(io.BytesIO(blob)).settings["dyneval"]["lr"] == 1e-3
     assert nncompress.decompress(blob, model=model) == TEXT[:3000]
     assert CliRunner().invoke(export_cmd, args).exit_code != 0   # a released name is never reused
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_stopped_at_a_timed_checkpoint_resumes_from_the_checkpoint_alone(data, tmp_path):
+    """A run killed after a timed checkpoint (between evaluations) continues with only
+    `train --resume CKPT` (data, validation, output and steps come from the checkpoint) and ends
+    with the same weights and curve as an uninterrupted run."""
+    paths, val = data
+    kw = dict(seed=3, device="cpu", eval_every=4, val_bytes=512, val_streams=4, log_every=100)
+
+    def stop_at_6(line):
+        if line.startswith("checkpoint step 6"):
+            raise _Stop
+
+    out = tmp_path / "a" / "m.pt"
+    ck = tmp_path / "a" / "fixed.ckpt"
+    with pytest.raises(_Stop):
+        train(_tiny(), paths, val, out, 10, ckpt_path=ck, checkpoint_minutes=0.0, log=stop_at_6,
+              **kw)
+    assert torch.load(ck, weights_only=True)["step"] == 6
+    r = CliRunner().invoke(train_cmd, ["--resume", str(ck)])
+    assert r.exit_code == 0, r.output
+    assert "resumed from" in r.output and "done: 10 steps" in r.output
+
+    ref = tmp_path / "b" / "m.pt"
+    rec = train(_tiny(), paths, val, ref, 10, log=lambda s: None, **kw)
+    resumed = json.loads(out.with_suffix(".json").read_text())
+    assert resumed["val_curve"] == rec["val_curve"] and resumed["steps"] == 10
+    assert resumed["hardware"]["precision"] == "bf16"
+    a, b = torch.load(out, weights_only=True), torch.load(ref, weights_only=True)
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+
+def test_precision_fp32_differs_from_bf16_and_is_recorded(data, tmp_path):
+    paths, val = data
+    kw = dict(seed=1, device="cpu", eval_every=4, val_bytes=512, val_streams=4,
+              log=lambda s: None)
+    r32 = train(_tiny(), paths, val, tmp_path / "f.pt", 4, precision="fp32", **kw)
+    r16 = train(_tiny(), paths, val, tmp_path / "b.pt", 4, precision="bf16", **kw)
+    assert r32["hardware"]["precision"] == "fp32" and r16["hardware"]["precision"] == "bf16"
+    a = torch.load(tmp_path / "f.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b.pt", weights_only=True)["state_dict"]
+    assert any(not torch.equal(a[k], b[k]) for k in a)          # autocast really ran
+    assert abs(r32["val_bpb"] - r16["val_bpb"]) < 0.05 * r32["val_bpb"]
+    with pytest.raises(ValueError, match="precision"):
+        train(_tiny(), paths, val, tmp_path / "x.pt", 1, precision="fp8", **kw)
+
+
+def test_cli_new_run_needs_data_val_out_steps(tmp_path):
+    r = CliRunner().invoke(train_cmd, ["--config", "tiny"])
+    assert r.exit_code == 2 and "needed for a new run" in r.output
