@@ -24,7 +24,7 @@ import time
 import pytest
 
 nncompress = pytest.importorskip("nncompress")
-from nncompress.bench import shared_dir  # noqa: E402
+from nncompress.tools.bench import shared_dir  # noqa: E402
 
 MIN_BYTES = 1_000_000
 ENWIK6 = shared_dir() / "corpora" / "enwik" / "enwik6"

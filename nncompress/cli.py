@@ -33,8 +33,9 @@ class _Group(click.Group):
     """Short aliases (c, d, t) and lazily imported heavy commands (bench, train)."""
 
     aliases = {"c": "compress", "d": "decompress", "t": "test"}
-    lazy = {"bench": ("nncompress.bench", "bench_cmd"), "train": ("nncompress.train", "train_cmd"),
-            "export": ("nncompress.predictors.fslstm.export", "export_cmd")}
+    lazy = {"bench": ("nncompress.tools.bench", "bench_cmd"),
+            "train": ("nncompress.tools.train", "train_cmd"),
+            "export": ("nncompress.tools.export", "export_cmd")}
 
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(self.lazy))

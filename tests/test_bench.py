@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 import nncompress
-from nncompress import bench
-from nncompress.bench import bench_cmd
+from nncompress.tools import bench
+from nncompress.tools.bench import bench_cmd
 
 
 def _sample_text(n: int = 4000) -> bytes:

@@ -217,7 +217,7 @@ def test_cli_options_reach_the_header(de_model, tmp_path):
 
 
 def test_bench_runs_a_model_with_dynamic_evaluation(de_model):
-    from nncompress.bench import nnc_compressors
+    from nncompress.tools.bench import nnc_compressors
     path, _, _ = de_model
     static, dyn = nnc_compressors((f"{path}:static", f"{path}:de"), "cpu", None)
     assert dyn.name.endswith("dyn-eval") and static.name.endswith("static")

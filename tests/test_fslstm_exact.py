@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 from nncompress import coding, models  # noqa: E402
 from nncompress.errors import ModelError  # noqa: E402
 from nncompress.predictors.fslstm import exact  # noqa: E402
-from nncompress.predictors.fslstm.export import float_bits, exact_bits  # noqa: E402
+from nncompress.tools.export import float_bits, exact_bits  # noqa: E402
 from nncompress.predictors.fslstm.model import FSRNN, get_config  # noqa: E402
 from nncompress.predictors.fslstm.predictor import FSLSTMPredictor, read_exact, save_exact  # noqa: E402
 

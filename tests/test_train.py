@@ -7,7 +7,7 @@ import torch
 from click.testing import CliRunner
 
 from nncompress.predictors.fslstm import FORMAT, FSRNN, FSConfig, get_config
-from nncompress.train import load_model, read_data, train, train_cmd
+from nncompress.tools.train import load_model, read_data, train, train_cmd
 
 TEXT = b"".join(b"%d little pigs went to market; the %d-th stayed home.\n" % (i % 7, i)
                 for i in range(400))
@@ -99,7 +99,7 @@ def test_cli(data, tmp_path):
 
 def test_load_model_refuses_a_file_that_is_not_a_model(tmp_path):
     from nncompress.errors import ModelError
-    from nncompress.train import load_model
+    from nncompress.tools.train import load_model
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a model\n")
     with pytest.raises(ModelError, match="cannot read model file"):
@@ -110,7 +110,7 @@ def test_export_with_dynamic_evaluation_statistics(data, tmp_path):
     """train -> export --de-data: the model file carries the statistics and the tuned settings,
     the record the static and dynamic cross-entropy, and the model compresses with --dynamic-eval."""
     import nncompress
-    from nncompress.predictors.fslstm.export import export_cmd
+    from nncompress.tools.export import export_cmd
     paths, val = data
     out = tmp_path / "m.pt"
     train(_tiny(), paths, val, out, 4, device="cpu", eval_every=4, val_bytes=256)

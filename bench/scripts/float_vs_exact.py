@@ -9,9 +9,9 @@ the relative difference, and the exact path's CPU speed.
 import argparse
 import time
 
-from nncompress.predictors.fslstm.export import exact_bits, float_bits, load_float
+from nncompress.tools.export import exact_bits, float_bits, load_float
 from nncompress.predictors.fslstm.predictor import read_exact
-from nncompress.train import read_data
+from nncompress.tools.train import read_data
 
 
 def main():

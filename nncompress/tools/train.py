@@ -32,7 +32,7 @@ from typing import Callable, Iterable
 
 import click
 
-from .models import file_sha256
+from ..models import file_sha256
 
 TAR_SUFFIXES = (".tar", ".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2")
 CKPT_FORMAT = "nncompress-fslstm-checkpoint"
@@ -143,7 +143,7 @@ def evaluate(model, vslice, chunk: int = 256) -> float:
 def export_model(model, cfg, path: Path) -> None:
     """The model file: weights only, float32, on CPU."""
     import torch
-    from .predictors.fslstm import FORMAT, VERSION
+    from ..predictors.fslstm import FORMAT, VERSION
     sd = {k: v.detach().to("cpu", torch.float32).contiguous()
           for k, v in model.state_dict().items()}
     _atomic_save({"format": FORMAT, "version": VERSION, "config": cfg.to_dict(), "state_dict": sd},
@@ -153,8 +153,8 @@ def export_model(model, cfg, path: Path) -> None:
 def load_model(path, device="cpu"):
     """Rebuild an FSRNN (eval mode) from a model file written by export_model."""
     import torch
-    from .errors import ModelError
-    from .predictors.fslstm import FORMAT, FSRNN, VERSION, FSConfig
+    from ..errors import ModelError
+    from ..predictors.fslstm import FORMAT, FSRNN, VERSION, FSConfig
     try:
         d = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # not a torch file, damaged, or not plain data
@@ -201,7 +201,7 @@ def train(cfg, data_paths, val_paths, out_path, steps: int, *, resume=None, seed
     `checkpoint_minutes` have passed since the last one.
     """
     import torch
-    from .predictors.fslstm import FSRNN, FSConfig, count_parameters, get_config
+    from ..predictors.fslstm import FSRNN, FSConfig, count_parameters, get_config
 
     log = log or (lambda s: print(s, flush=True))
     if threads:
@@ -429,7 +429,7 @@ def train_cmd(data, config, steps, val, out, resume, ckpt, checkpoint_minutes, p
     Continue: nncompress train --resume M.ckpt
     """
     from dataclasses import replace
-    from .predictors.fslstm import get_config
+    from ..predictors.fslstm import get_config
     over = {k: v for k, v in (("batch", batch), ("bptt", bptt), ("lr", lr)) if v is not None}
     sched = {"log_every": log_every, "eval_every": eval_every, "val_bytes": val_bytes,
              "patience": patience, "anneal": anneal}

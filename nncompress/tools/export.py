@@ -21,14 +21,14 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ...errors import NNCError
-from . import dyneval, exact
-from .predictor import ARITH, FSLSTMPredictor, save_exact
+from ..errors import NNCError
+from ..predictors.fslstm import dyneval, exact
+from ..predictors.fslstm.predictor import ARITH, FSLSTMPredictor, save_exact
 
 
 def load_float(path):
     """(cfg dict, numpy state dict) of a float model file written by training."""
-    from ...train import load_model
+    from .train import load_model
     m = load_model(path)
     return m.cfg.to_dict(), {k: v.detach().float().numpy() for k, v in m.state_dict().items()}
 
@@ -37,7 +37,7 @@ def float_bits(cfg: dict, sd: dict, data: bytes, n_streams: int) -> float:
     """Total bits of the float model on `data` cut into n_streams equal streams, with the same
     protocol as the coder: zero state, the first byte predicted from the output bias."""
     import torch
-    from .model import FSConfig, FSRNN
+    from ..predictors.fslstm.model import FSConfig, FSRNN
     m = FSRNN(FSConfig.from_dict(cfg)).eval()
     m.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})
     L = len(data) // n_streams
@@ -58,7 +58,7 @@ def exact_bits(cfg: dict, q: dict, data: bytes, n_streams: int,
                de: "dyneval.DynEvalSettings | None" = None) -> tuple[float, float]:
     """(total bits under the quantised tables through the real engine, seconds); with `de`,
     under dynamic evaluation."""
-    from ... import engine
+    from .. import engine
     p = FSLSTMPredictor("export-check", bytes(32), cfg, q, device="cpu", de=de)
     L = len(data) // n_streams
     st = engine.measure(io.BytesIO(data[: n_streams * L]), n_streams * L, p, n_streams)
@@ -72,7 +72,7 @@ VAL_SKIP = 2 << 20
 
 def read_val(path: str, n: int, skip: int = VAL_SKIP) -> tuple[bytes, int]:
     """(n bytes of held-out text from offset `skip`, the offset used)."""
-    from ...train import read_data  # files, folders or .tar.xz shards
+    from .train import read_data  # files, folders or .tar.xz shards
     data, _ = read_data([path])
     start = max(0, min(skip, len(data) - n))  # a short file: its last n bytes
     return data[start: start + n], start
@@ -90,7 +90,7 @@ DEFAULT_DE = dyneval.DynEvalSettings(scope="full", lr=dyneval.DEFAULT_LR["full"]
 def add_dyneval_stats(cfg: dict, q: dict, data_path: str) -> dict:
     """Measures the gradient statistics on training text (never the validation shard or the
     corpora) and adds them to q; returns the provenance recorded in config["dyneval"]."""
-    from .predictor import _one_blas_thread
+    from ..predictors.fslstm.predictor import _one_blas_thread
     data, offset = read_val(data_path, DE_STATS_BYTES, DE_STATS_SKIP)
     t0 = time.time()
     with _one_blas_thread()():
@@ -163,8 +163,9 @@ def _validate(cfg, sd, q, val, val_bytes, n_streams) -> dict:
 @click.command("export")
 @click.argument("ckpt", type=click.Path(exists=True, dir_okay=False))
 @click.option("--name", required=True, help="Model name (a new name for every new model).")
-@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path(__file__).resolve().parents[3] / "models", show_default=True)
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("models"),
+              show_default=True, help="Folder to write NAME.pt and NAME.json into (relative to "
+              "the current directory: run from the repository root to ship a model).")
 @click.option("--val", default=None, help="Held-out text (file, folder or .tar.xz) to measure "
               "float vs exact cross-entropy on.")
 @click.option("--val-bytes", default=1 << 18, show_default=True)

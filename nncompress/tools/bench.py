@@ -59,7 +59,9 @@ LM_TEST_BYTES = 5_000_000
 
 
 def repo_root() -> Path:
-    return Path(__file__).resolve().parents[1]
+    """The source checkout this module runs from (for the git commit in reports; an installed
+    copy has none, and the report then says so)."""
+    return Path(__file__).resolve().parents[2]
 
 
 def load_anchors() -> dict:
@@ -1073,5 +1075,5 @@ def enwik8_cmd(path, download, cache, models, do_measure, classic, lm_model, dev
     click.echo(f"written to {out}/enwik8.md")
 
 
-if __name__ == "__main__":  # python -m nncompress.bench
+if __name__ == "__main__":  # python -m nncompress.tools.bench
     bench_cmd()
