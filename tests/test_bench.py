@@ -220,3 +220,30 @@ def test_published_figures_are_package_data():
     assert "data/anchors.json" in cfg["tool"]["setuptools"]["package-data"]["nncompress"]
     assert (root / "nncompress" / "data" / "anchors.json").is_file()
     assert bench.load_anchors()["enwik8_whole_file"]["rows"]
+
+
+def test_peer_compressors_round_trip_and_a_missing_one_is_skipped(tmp_path, monkeypatch):
+    """paq8px's command line (a stand-in script that stores its input), and zpaq / 7-Zip where
+    they are installed; each absent tool is listed as skipped with how to get it."""
+    import shutil
+    fake = tmp_path / "paq8px"
+    fake.write_text('#!/bin/sh\necho "paq8px stand-in"\n[ $# -eq 0 ] && exit 0\n'
+                    'if [ "$1" = "-d" ]; then tail -c +5 "$2" > "$3"; '
+                    'else { printf PAQ8; cat "$2"; } > "$3"; fi\n')
+    fake.chmod(0o755)
+    data = b"peer compressors round trip\n" * 50
+    got = {c.name: c for c in bench.external_compressors(str(fake))}
+    assert set(got) == {"paq8px -8", "zpaq -m5", "7z PPMd -mx=9"}
+    paq = got["paq8px -8"]
+    assert paq.version == "paq8px stand-in" and paq.compress(data) == b"PAQ8" + data
+    assert paq.decompress(b"PAQ8" + data) == data
+    for name, tool in (("zpaq -m5", "zpaq"), ("7z PPMd -mx=9", "7zz")):
+        c = got[name]
+        if shutil.which(tool) or (tool == "7zz" and shutil.which("7z")):
+            blob = c.compress(data)
+            assert len(blob) < len(data) and c.decompress(blob) == data
+        else:
+            assert c.compress is None and "apt install" in c.skipped
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    none = {c.name: c for c in bench.external_compressors(None)}
+    assert all(c.compress is None and c.skipped.startswith("skipped") for c in none.values())

@@ -5,7 +5,8 @@ Two commands under one group (``bench_cmd``; the CLI registers it as ``nncompres
 * ``nncompress bench [PATHS...]`` (the default command, also ``nncompress bench ratio``): compresses
   each file with nncompress (one column per ``--model``; every .nnc is decompressed and compared
   byte for byte, a mismatch stops the run) and with gzip -9, bzip2 -9, xz -9e, zstd -19,
-  zstd --ultra -22 and brotli -q 11, and writes results.md, results.csv, chart.png and
+  zstd --ultra -22 and brotli -q 11 (and paq8px -8, zpaq -m5 and 7-Zip PPMd where installed),
+  and writes results.md, results.csv, chart.png and
   machine.json into a results folder.
 * ``nncompress bench enwik8``: the two enwik8 tables, each under its own protocol -- the
   language-model protocol (cross-entropy on the last 5 MB after training on the first 90 MB) and
@@ -154,6 +155,95 @@ def classic_compressors() -> list[Compressor]:
                               brotli.decompress, f"brotli {_dist_version('brotli') or getattr(brotli, '__version__', '?')}"))
     except ImportError:
         out.append(Compressor("brotli -q 11", None, None, skipped="skipped (not installed: pip install brotli)"))
+    return out
+
+
+# External command-line compressors of the same class as nncompress (context mixing, PPM): run
+# through temporary files, sizes as the user gets them (archive overhead included).
+
+def _run_tool(args: list[str], cwd: Path) -> None:
+    p = subprocess.run(args, cwd=cwd, capture_output=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({p.returncode}): "
+                           f"{p.stderr.decode(errors='replace').strip()[-300:]}")
+
+
+def _tool_codec(pack: Callable[[Path, Path], None], unpack: Callable[[Path, Path], Path]):
+    """(compress, decompress) over bytes for a tool that works on files: pack(input, archive)
+    and unpack(archive, folder) -> the restored file."""
+    import tempfile
+
+    def comp(d: bytes) -> bytes:
+        with tempfile.TemporaryDirectory() as t:
+            src, arc = Path(t) / "f", Path(t) / "a"
+            src.write_bytes(d)
+            pack(src, arc)
+            return arc.read_bytes()
+
+    def dec(blob: bytes) -> bytes:
+        with tempfile.TemporaryDirectory() as t:
+            arc = Path(t) / "a"
+            arc.write_bytes(blob)
+            (Path(t) / "out").mkdir()
+            return unpack(arc, Path(t) / "out").read_bytes()
+
+    return comp, dec
+
+
+def _first_line(args: list[str]) -> str:
+    try:
+        p = subprocess.run(args, capture_output=True, text=True, timeout=10)
+        return ((p.stdout or "") + (p.stderr or "")).strip().splitlines()[0]
+    except Exception:
+        return ""
+
+
+def external_compressors(paq8px: str | None = None) -> list[Compressor]:
+    """paq8px -8 (a binary on PATH or given with --paq8px), zpaq -m5 and 7-Zip's PPMd (-mx=9);
+    each one absent is listed as skipped, with how to get it."""
+    import shutil
+    out = []
+    exe = paq8px or shutil.which("paq8px")
+    if exe and Path(exe).is_file():
+        exe = str(Path(exe).resolve())
+        comp, dec = _tool_codec(
+            lambda src, arc: _run_tool([exe, "-8", src.name, arc.name], src.parent),
+            lambda arc, d: (_run_tool([exe, "-d", str(arc), str(d / "f")], d), d / "f")[1])
+        out.append(Compressor("paq8px -8", comp, dec, _first_line([exe]) or exe, repeat=False))
+    else:
+        out.append(Compressor("paq8px -8", None, None, skipped="skipped (no paq8px binary: put "
+                              "one on PATH or give --paq8px PATH)"))
+    zpaq = shutil.which("zpaq")
+    if zpaq:
+        def pack_zpaq(src: Path, arc: Path) -> None:     # zpaq wants the .zpaq suffix
+            _run_tool([zpaq, "a", "a.zpaq", src.name, "-m5"], src.parent)
+            (src.parent / "a.zpaq").rename(arc)
+
+        def unpack_zpaq(arc: Path, d: Path) -> Path:
+            arc = arc.rename(arc.with_suffix(".zpaq"))
+            _run_tool([zpaq, "x", str(arc), "-to", str(d / "x")], d)
+            return d / "x" / "f"
+        comp, dec = _tool_codec(pack_zpaq, unpack_zpaq)
+        out.append(Compressor("zpaq -m5", comp, dec, _first_line([zpaq]).split(" journaling")[0],
+                              repeat=False))
+    else:
+        out.append(Compressor("zpaq -m5", None, None,
+                              skipped="skipped (not installed: apt install zpaq)"))
+    sevenz = shutil.which("7zz") or shutil.which("7z")
+    if sevenz:
+        def pack7(src: Path, arc: Path) -> None:          # 7-Zip adds .7z to a bare name
+            _run_tool([sevenz, "a", "-t7z", "-m0=PPMd", "-mx=9", "a.7z", src.name], src.parent)
+            (src.parent / "a.7z").rename(arc)
+
+        def unpack7(arc: Path, d: Path) -> Path:
+            _run_tool([sevenz, "e", "-y", "-t7z", f"-o{d}", str(arc)], d)
+            return d / "f"
+        comp, dec = _tool_codec(pack7, unpack7)
+        out.append(Compressor("7z PPMd -mx=9", comp, dec,
+                              " ".join(_first_line([sevenz]).split()[:3]), repeat=False))
+    else:
+        out.append(Compressor("7z PPMd -mx=9", None, None,
+                              skipped="skipped (not installed: apt install 7zip)"))
     return out
 
 
@@ -803,9 +893,14 @@ def bench_cmd():
 @click.option("--no-chart", is_flag=True, help="do not draw chart.png")
 @click.option("--min-time", "min_s", type=float, default=0.2, show_default=True,
               help="repeat each classic codec call until this many seconds, for steadier speeds on small files")
+@click.option("--paq8px", "paq8px", type=click.Path(dir_okay=False), default=None,
+              help="paq8px binary to compare with (default: paq8px on PATH)")
+@click.option("--no-peers", is_flag=True,
+              help="leave out the context-mixing and PPM peers (paq8px, zpaq, 7-Zip PPMd)")
 def ratio_cmd(paths, models, out_dir, device, streams, quick, max_bytes, budget_s, no_nnc, no_ideal, no_chart,
-              min_s):
-    """Ratio and speed of nncompress against gzip, bzip2, xz, zstd and brotli.
+              min_s, paq8px, no_peers):
+    """Ratio and speed of nncompress against gzip, bzip2, xz, zstd and brotli, and against
+    paq8px -8, zpaq -m5 and 7-Zip PPMd where they are installed.
 
     Without PATHS: the text files of the shared corpora (Canterbury, Calgary, large Canterbury,
     enwik5/6) up to --max-bytes each, within --budget seconds; all left out files are listed.
@@ -825,6 +920,8 @@ def ratio_cmd(paths, models, out_dir, device, streams, quick, max_bytes, budget_
             for c in compressors:
                 c.ideal_bpb = None
     compressors += classic_compressors()
+    if not no_peers:
+        compressors += external_compressors(paq8px)
     for c in compressors:
         if c.skipped:
             click.echo(f"note: {c.name}: {c.skipped}")
