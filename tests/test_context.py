@@ -115,13 +115,14 @@ def test_deterministic_and_restartable():
         assert np.array_equal(x, y)
 
 
-def test_one_stream_path_matches_vectorised_path():
-    """With one stream left, step() uses Python ints; it must give the very same weights."""
+def test_compiled_step_matches_numpy_reference():
+    """step() is one compiled kernel; the numpy reference methods must give the very same
+    weights, with one stream and with two (more cases in test_kernels.py)."""
     data = np.frombuffer(_pseudo_english(6000, seed=4), dtype=np.uint8).astype(np.int64)
     data[::50] = 255  # also halving (limit is small) and rare bytes
     fast = ContextModel(limit=20, **SMALL)
     slow = ContextModel(limit=20, **SMALL)
-    slow._one_stream_fast = False
+    slow.use_kernels = False
     for streams in ([data], [data[:4000], data[4000:]]):
         for x, y in zip(_run(fast, streams), _run(slow, streams)):
             assert np.array_equal(x, y)
@@ -176,16 +177,6 @@ def test_alice29_beats_gzip():
             chunk = []
         W = m.step(data[i:i + 1])
     assert bits / len(data) < 2.85
-
-
-def test_small_batch_coefficients_match_vectorised():
-    m = ContextModel()
-    rng = np.random.default_rng(7)
-    n = rng.integers(0, 3000, (50, m._K)) * (rng.integers(0, 3, (50, m._K)) > 0)
-    d = np.where(n > 0, np.minimum(rng.integers(1, 257, n.shape), n), 0)
-    a1, left1 = m._coefficients(n, d)
-    a2, left2 = m._coefficients_small(n.tolist(), d.tolist())
-    assert np.array_equal(a1, a2) and np.array_equal(left1, left2)
 
 
 def test_many_streams_on_one_count_saturate_and_halve():

@@ -1,8 +1,10 @@
 """CMStage: binary context mixing over the byte's bit tree, as a final stage on any predictor.
 
-numpy only, all integer (int64 arithmetic on small integer tables, floor shifts and divisions), so
-it is as portable as the predictor it wraps. Arithmetic tag ``cm-v1``: any change of what follows
-needs a new tag.
+All integer (int64 arithmetic on small integer tables, floor shifts and divisions), so it is as
+portable as the predictor it wraps. Arithmetic tag ``cm-v1``: any change of what follows needs a
+new tag. A step is two compiled calls (kernels.cm_step before the wrapped predictor,
+kernels.cm_predict after it, numba); the numpy methods below are the reference they are tested
+against, step by step.
 
 A byte is seen as 8 binary decisions, most significant bit first: the nodes of a binary tree,
 numbered 1..255 in heap order (node 1 decides bit 7; node j's children are 2j for a 0 and 2j + 1
@@ -53,8 +55,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import kernels
 from .base import int_settings, stage_identity, stream_limits
-from .match import MatchModel, len_class, N_LB
+from .match import LEN_CLASS_OF, MatchModel, len_class, N_LB
 
 ARITH = "cm-v1"
 
@@ -189,6 +192,10 @@ def _merge(idx: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
 
 
 class CMStage:
+    # False: step with the numpy reference methods instead of the compiled kernels (the same
+    # integers; tests compare the two). Read at start().
+    use_kernels = True
+
     def __init__(self, inner, name: str = "cm", **settings) -> None:
         cfg = int_settings(settings, DEFAULT_SETTINGS, "cm")
         checks = {"hash_bits": (10, 24), "limit": (1, 255), "lr": (1, 64), "lr_shift": (8, 20),
@@ -209,11 +216,12 @@ class CMStage:
         # Counters are packed as p << 8 | n (p in Q16, n the update count). Hashed rows are 16
         # int32 (64 bytes): the check in entry 0 (0: empty) and 15 counters; zero-filled, so
         # pages are only mapped once touched.
-        self.H = np.zeros(N_HASHED * R * 16, dtype=np.int32)
+        self.H = kernels.lazy_zeros(N_HASHED * R * 16, np.int32)
         self.Hrows = self.H.reshape(-1, 16)
         self.Dt = np.full(257 * 256, _HALF, dtype=np.int32)   # rows 0-255: order 1; 256: order 0
         cells = (squash((np.arange(33) - 16) * 128) << 4).astype(np.int64)   # Q16
-        self.apm = np.tile(cells, 256 * 255)                                # (c1, node, cell)
+        self.apm = kernels.lazy_zeros(256 * 255 * 33, np.int64)           # (c1, node, cell)
+        self.apm.reshape(256 * 255, 33)[:] = cells
         self.W1 = np.zeros((24, N_INPUTS), dtype=np.int64)
         self.W2 = np.zeros((32, N_INPUTS), dtype=np.int64)
         self.W1[:, 0] = self.W2[:, 0] = 1 << 16
@@ -228,11 +236,41 @@ class CMStage:
         self.prev_len = np.zeros(S, dtype=np.int64)     # its length with its newline
         self.indent = np.zeros(S, dtype=np.int64)
         self.leading = np.ones(S, dtype=bool)           # still in the line's leading blanks
+        self._kernel = self.use_kernels
+        if self._kernel:
+            # what a prediction leaves for the next step's learning, per stream (the first a
+            # rows valid): the nodes' inputs (input-major per node) and the mixers' outputs
+            K = self.cfg["nibbles"]
+            M = 15 + 15 * K
+            self.p1 = np.zeros((S, 255), dtype=np.int64)
+            self.hn = np.zeros((S, K), dtype=np.int64)
+            self.hc = np.zeros((S, N_HASHED), dtype=np.uint64)
+            self.X = np.zeros((S, M, N_INPUTS), dtype=np.int32)
+            self.pm1 = np.zeros((S, M), dtype=np.int64)
+            self.pm2 = np.zeros((S, M), dtype=np.int64)
+            self.apm_cell = np.zeros((S, M), dtype=np.int64)
+            self.set1 = np.zeros(S, dtype=np.int64)
+            self.set2 = np.zeros(S, dtype=np.int64)
+            self.c1 = np.zeros(S, dtype=np.int64)
+            self.mcls = np.full(S, -1, dtype=np.int64)   # match length class, -1: no match
         return self._predict(np.asarray(self.inner.start(S), dtype=np.int64))
 
     def step(self, symbols: np.ndarray) -> np.ndarray:
-        s = np.asarray(symbols, dtype=np.int64)
+        s = np.ascontiguousarray(symbols, dtype=np.int64)
         a = len(s)
+        if self._kernel:
+            if a:
+                self.match.grow()
+                c = self.cfg
+                kernels.cm_step(s, self.H, self.Dt, self.apm, self.W1, self.W2, self.mq, self.mqn,
+                                self.hn, self.hc, self.X, self.pm1, self.pm2, self.apm_cell,
+                                self.set1, self.set2, self.c1, self.mcls,
+                                *self.match.kernel_args(),
+                                self.hist, self.word, self.word1, self.line, self.prev_line,
+                                self.prev_len, self.indent, self.leading,
+                                c["nibbles"], c["hash_bits"], c["limit"], c["lr"], c["lr_shift"],
+                                c["apm_rate"], _RATE)
+            return self._predict(np.asarray(self.inner.step(s), dtype=np.int64))
         if a:
             self._learn(s)
             self.match.append(s)
@@ -266,6 +304,15 @@ class CMStage:
         self.c1 = (h & _U(255)).astype(np.int64)
 
     def _predict(self, w: np.ndarray) -> np.ndarray:
+        if self._kernel:
+            m, c = self.match, self.cfg
+            return kernels.cm_predict(
+                np.ascontiguousarray(w, dtype=np.int64), self.hist, self.word, self.word1,
+                self.line, self.prev_line, self.prev_len, self.indent,
+                m.buf, m.n, m.ptr, m.mlen, m.pred, self.H, self.Dt, self.apm, self.W1, self.W2,
+                self.mq, self.p1, self.hn, self.hc, self.X, self.pm1, self.pm2, self.apm_cell,
+                self.set1, self.set2, self.c1, self.mcls,
+                c["nibbles"], c["hash_bits"], c["apm_mix"], STRETCH, SQUASH, LEN_CLASS_OF)
         a = w.shape[0]
         K = self.cfg["nibbles"]
         self._contexts(a)

@@ -1,8 +1,9 @@
 """ContextModel: an adaptive order-N context-mixing byte predictor in exact integer arithmetic.
 
-numpy only, no floats and no torch in the prediction and update path: every value is an integer
-in a uint8/int64 array or a Python int, so the weights are the same bits on every machine and with
-any numpy threading.
+No floats and no torch in the prediction and update path: every value is an integer in a
+uint8/int64/uint64 array, so the weights are the same bits on every machine and thread count. A
+step is one compiled call (kernels.ctx_step, numba); the numpy methods below (_update, _halve,
+_predict, _coefficients) are the reference it is tested against, step by step.
 
 Model (interpolated Witten-Bell blending of orders 0..max_order, as in PPM without exclusion):
 
@@ -27,13 +28,13 @@ Model (interpolated Witten-Bell blending of orders 0..max_order, as in PPM witho
 Row sums are at most 2**36 < 2**38 (coding.MAX_WEIGHT_SUM). Memory with the defaults: 16 MB
 (order 2) + 3 x 64 MB (orders 3-5) of uint8 counts + 14 MB of row totals, about 225 MB, touched
 lazily; ctx2 (orders 3-7 at 2**19 rows): 16 + 5 x 128 + 42 MB, about 700 MB (hashing touches most
-pages after some 100 KB of input). With one stream left, step() runs the same integer arithmetic with Python ints (numpy calls
-on a handful of values cost more than the work): about 35 KB/s on one busy core.
+pages after some 100 KB of input).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from . import kernels
 from .base import PredictorIdentity, int_settings
 
 DEFAULT_SETTINGS = {
@@ -57,10 +58,7 @@ DEFAULTS = {"ctx1": DEFAULT_SETTINGS, "ctx2": CTX2_SETTINGS}
 _SHIFT = 3  # counts against escapes: escapes are in 1/8 counts
 _MASS_BITS = 36
 _HIST_MASK = np.uint64((1 << 56) - 1)
-_HIST_MASK_INT = (1 << 56) - 1
-_U64 = (1 << 64) - 1
 _HASH_MULT = 0x9E3779B97F4A7C15
-_SMALL_A = 4  # up to this many streams, the blend coefficients use Python ints (faster)
 
 
 class ContextModel:
@@ -68,9 +66,9 @@ class ContextModel:
     # 2 MB: 30 streams 2.0428 bpb at 110 KB/s, 64 streams 2.0431 at 127 KB/s, 128: 2.0435 at 121).
     min_stream_len = 1 << 14
     max_streams = 64
-    # The one-stream path computes the same integers as the vectorised one, only faster; tests
-    # switch it off to compare the two.
-    _one_stream_fast = True
+    # False: step with the numpy reference methods instead of the compiled kernel (the same
+    # integers; tests compare the two). Read at start().
+    use_kernels = True
 
     def __init__(self, name: str = "ctx1", **settings) -> None:
         if name not in DEFAULTS:
@@ -107,9 +105,8 @@ class ContextModel:
         self._ctx_masks = np.array(masks, dtype=np.uint64)
         self._mults = np.array(mults, dtype=np.uint64)
         self._shifts = np.array(shifts, dtype=np.uint64)
-        self._ctx_params = list(zip(masks, mults, shifts, [int(o) for o in self._offsets]))
-        self._esc_list = [cfg["esc"] + cfg["esc_step"] * max(0, k - 3) for k in range(K)]
-        self._esc = np.array(self._esc_list, dtype=np.int64)
+        self._esc = np.array([cfg["esc"] + cfg["esc_step"] * max(0, k - 3) for k in range(K)],
+                             dtype=np.int64)
         self._counts = None
 
     # -- interface ---------------------------------------------------------------------------
@@ -117,71 +114,48 @@ class ContextModel:
         S = int(n_streams)
         if S < 0:
             raise ValueError("n_streams must be >= 0")
-        # np.zeros maps untouched pages lazily: memory grows with the contexts actually seen.
-        self._counts = np.zeros((self._rows_total, 256), dtype=np.uint8)
+        # untouched pages are mapped lazily: memory grows with the contexts actually seen
+        self._counts = kernels.lazy_zeros((self._rows_total, 256), np.uint8)
         self._flat = self._counts.reshape(-1)
-        self._n = np.zeros(self._rows_total, dtype=np.int64)
-        self._d = np.zeros(self._rows_total, dtype=np.int64)
-        # Views of the same memory for fast scalar access in the one-stream path.
-        self._flat_mv = memoryview(self._flat)
-        self._n_mv = memoryview(self._n)
-        self._d_mv = memoryview(self._d)
-        self._one = None  # (history, rows) as Python ints once only one stream is left
+        self._n = kernels.lazy_zeros(self._rows_total, np.int64)
+        self._d = kernels.lazy_zeros(self._rows_total, np.int64)
         self._hist = np.zeros(S, dtype=np.uint64)
+        self._kernel = self.use_kernels
+        self._active = S
+        if self._kernel:  # hist and rows keep S entries; the first A are the active streams'
+            self._rows = np.zeros((S, self._K), dtype=np.int64)
+            return self._kernel_step(np.zeros(S, dtype=np.int64), False)
         self._set_context(self._hist)
         return self._predict()
+
+    def _kernel_step(self, s: np.ndarray, update: bool) -> np.ndarray:
+        return kernels.ctx_step(self._counts, self._n, self._d, self._hist, self._rows, s,
+                                self._ctx_masks, self._mults, self._shifts, self._offsets,
+                                self._esc, self.settings["inc"], self.settings["limit"], update)
 
     def step(self, symbols: np.ndarray) -> np.ndarray:
         if self._counts is None:
             raise RuntimeError("step() before start()")
-        s = np.asarray(symbols, dtype=np.int64)
+        s = np.ascontiguousarray(symbols, dtype=np.int64)
         A = s.shape[0]
-        if s.ndim != 1 or A > self._hist.shape[0]:
+        if s.ndim != 1 or A > self._active:
             raise ValueError("symbols must be a 1-D array no longer than the previous step's")
-        if A == 1 and self._one_stream_fast:
-            sym = int(s[0])
-            if not 0 <= sym <= 255:
-                raise ValueError("symbols must be bytes (0..255)")
-            return self._step_one(sym)
+        if self._kernel:
+            # raises ValueError on a non-byte before any update
+            W = self._kernel_step(s, True) if A else np.zeros((0, 256), dtype=np.int64)
+            self._active = A
+            return W
+        if A and (s.min() < 0 or s.max() > 255):
+            raise ValueError("symbols must be bytes (0..255)")
+        self._active = A
         if A == 0:
             self._hist = self._hist[:0]
             self._set_context(self._hist)
             return np.zeros((0, 256), dtype=np.int64)
-        if s.min() < 0 or s.max() > 255:
-            raise ValueError("symbols must be bytes (0..255)")
         self._update(self._rows[:A], self._keys[:A], s)
         self._hist = ((self._hist[:A] << np.uint64(8)) | s.astype(np.uint64)) & _HIST_MASK
         self._set_context(self._hist)
         return self._predict()
-
-    # -- one stream: the same integers with Python ints (numpy calls cost more than the work) ---
-    def _step_one(self, sym: int) -> np.ndarray:
-        if self._one is None:  # A never grows: once one stream is left, it stays that way
-            self._one = (int(self._hist[0]), self._rows[0].tolist())
-            self._hist = self._hist[:1]
-        hist, rows = self._one
-        inc, limit = self.settings["inc"], self.settings["limit"]
-        F, N, D = self._flat_mv, self._n_mv, self._d_mv
-        for r in rows:  # distinct rows (one per order): same result as _update
-            key = (r << 8) + sym
-            old = F[key]
-            if old == 0:
-                D[r] += 1
-            F[key] = old + inc
-            N[r] += inc
-            if old + inc > limit:
-                self._halve(np.array([r], dtype=np.int64))
-        hist = ((hist << 8) | sym) & _HIST_MASK_INT
-        rows = [
-            ((((hist & mask) * mult) & _U64) >> shift) + off
-            for mask, mult, shift, off in self._ctx_params
-        ]
-        self._one = (hist, rows)
-        G = self._counts.take(rows, axis=0)  # (K, 256) uint8
-        a, left = self._coefficients_one([N[r] for r in rows], [D[r] for r in rows])
-        W = np.dot(np.array(a, dtype=np.int64), G)
-        W += left
-        return W[None, :]
 
     # -- internals ---------------------------------------------------------------------------
     def _set_context(self, hist: np.ndarray) -> None:
@@ -227,35 +201,10 @@ class ContextModel:
         if A == 0:
             return np.zeros((0, 256), dtype=np.int64)
         G = self._counts[rows]  # (A, K, 256) uint8
-        n = self._n[rows]
-        d = self._d[rows]
-        if A <= _SMALL_A:
-            a, left = self._coefficients_small(n.tolist(), d.tolist())
-        else:
-            a, left = self._coefficients(n, d)
+        a, left = self._coefficients(self._n[rows], self._d[rows])
         W = np.matmul(a[:, None, :], G)[:, 0, :]
         W += left[:, None]
         return W
-
-    def _coefficients_small(self, n: list, d: list) -> tuple[np.ndarray, np.ndarray]:
-        """_coefficients with Python ints (fewer numpy calls for a few streams)."""
-        rows = [self._coefficients_one(n_row, d_row) for n_row, d_row in zip(n, d)]
-        return (np.array([a for a, _ in rows], dtype=np.int64),
-                np.array([left for _, left in rows], dtype=np.int64))
-
-    def _coefficients_one(self, n: list, d: list) -> tuple[list, int]:
-        """One stream's blend coefficients per count (K,) and uniform share, as Python ints."""
-        esc = self._esc_list
-        R = 1 << _MASS_BITS
-        a = [0] * self._K
-        for k in range(self._K - 1, -1, -1):
-            nk = n[k]
-            if nk:
-                e = d[k] * esc[k]
-                den = (nk << _SHIFT) + e
-                a[k] = (R << _SHIFT) // den
-                R = R * e // den
-        return a, R >> 8
 
     def _coefficients(self, n: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Blend coefficients (A, K) per count and the uniform share per byte (A,)."""

@@ -1,6 +1,8 @@
 """MatchStage: a long-range match model applied as a final stage on any predictor's weights.
 
-numpy only, all integer, so it is as portable as the predictor it wraps.
+All integer, so it is as portable as the predictor it wraps. A step is two compiled calls
+(kernels.match_step before the wrapped predictor, kernels.match_apply after it, numba); the numpy
+methods below are the reference they are tested against, step by step.
 
 - Match model (as in lpaq): a hash of each stream's last ``min_len`` bytes points to where that
   context was last seen (in any stream: the table is shared). When a stream has no match it looks
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import kernels
 from .base import int_settings, stage_identity, stream_limits
 
 DEFAULT_SETTINGS = {
@@ -79,6 +82,12 @@ def len_class(n: np.ndarray) -> np.ndarray:
     return np.where(n < 16, n, np.minimum(11 + _bit_length(n), N_LB - 1))
 
 
+# Lookup tables of p_bucket (over every p16 that _apply can form, 0..2**16) and len_class (over
+# every match length, 0..2**16) for the kernels.
+P_BUCKET_OF = p_bucket(np.arange((1 << Q_BITS) + 1, dtype=np.int64))
+LEN_CLASS_OF = len_class(np.arange((1 << 16) + 1, dtype=np.int64))
+
+
 def _adapt_table(rate: int) -> np.ndarray:
     n = np.arange(1 << 10, dtype=np.int64)
     return np.maximum((1 << Q_BITS) // (n + 2), (1 << Q_BITS) >> rate)
@@ -108,6 +117,19 @@ class MatchModel:
         self.mlen = np.zeros(S, dtype=np.int64)
         self.table = np.full(1 << self.hash_bits, -1, dtype=np.int64)
         self.pred = np.zeros(S, dtype=np.int64)
+
+    def grow(self) -> None:
+        """Doubles the history buffer once it is full (every active stream has n[0] bytes or
+        fewer: all start together and stream 0 is always active)."""
+        if self.n.shape[0] and self.n[0] >= self.buf.shape[1]:
+            grown = np.zeros((self.buf.shape[0], self.buf.shape[1] * 2), dtype=np.uint8)
+            grown[:, :self.buf.shape[1]] = self.buf
+            self.buf = grown
+
+    def kernel_args(self) -> tuple:
+        """The arrays and settings kernels._match_update takes after the symbols."""
+        return (self.buf, self.n, self.h, self.ptr, self.mlen, self.table, self.pred,
+                self._hist_mask, self._shift, self.min_len, self.verify)
 
     def predicted(self, a: int) -> tuple[np.ndarray, np.ndarray]:
         """(indices of the first a streams that have a match, the byte each match predicts)."""
@@ -174,6 +196,10 @@ class MatchModel:
 
 
 class MatchStage:
+    # False: step with the numpy reference methods instead of the compiled kernels (the same
+    # integers; tests compare the two). Read at start().
+    use_kernels = True
+
     def __init__(self, inner, name: str = "match", **settings) -> None:
         cfg = int_settings(settings, DEFAULT_SETTINGS, "match")
         if not 2 <= cfg["rate"] <= 12:
@@ -193,11 +219,25 @@ class MatchStage:
         self.q = np.tile(means, N_LB).astype(np.int64)  # (N_LB * N_PB,)
         self.qn = np.zeros(N_LB * N_PB, dtype=np.int64)
         self.cell = np.full(S, -1, dtype=np.int64)
-        return self._apply(self.inner.start(S), S)
+        self._kernel = self.use_kernels
+        return self._out(self.inner.start(S), S)
+
+    def _out(self, w: np.ndarray, a: int) -> np.ndarray:
+        if not self._kernel:
+            return self._apply(w, a)
+        m = self.model
+        return kernels.match_apply(np.ascontiguousarray(w, dtype=np.int64), m.buf, m.ptr, m.mlen,
+                                   m.pred, self.cell, self.q, P_BUCKET_OF, LEN_CLASS_OF)
 
     def step(self, symbols: np.ndarray) -> np.ndarray:
-        symbols = np.asarray(symbols, dtype=np.int64)
+        symbols = np.ascontiguousarray(symbols, dtype=np.int64)
         a = len(symbols)
+        if self._kernel:
+            if a:
+                self.model.grow()
+                kernels.match_step(symbols, self.cell, self.q, self.qn, self._adapt,
+                                   *self.model.kernel_args())
+            return self._out(self.inner.step(symbols), a)
         self._learn(symbols)
         self.model.append(symbols)
         self.model.follow(symbols)

@@ -38,6 +38,7 @@ import math
 
 import numpy as np
 
+from . import kernels
 from .base import PredictorIdentity, stream_limits
 
 P_BITS = 22           # member tables: Q22, each entry >= 1
@@ -84,7 +85,15 @@ def ensemble_sha256(members) -> bytes:
     return h.digest()
 
 
+def _member_weights(members, fn) -> tuple:
+    return tuple(np.ascontiguousarray(fn(m), dtype=np.int64) for m in members)
+
+
 class Mixture:
+    # False: step with the numpy reference methods instead of the compiled kernels (the same
+    # integers; tests compare the two). Read at start().
+    use_kernels = True
+
     def __init__(self, members: list, share: int = 5, temper: int = 1, name: str = "mix"):
         if len(members) < 2:
             raise ValueError("an ensemble needs at least two members")
@@ -112,11 +121,25 @@ class Mixture:
         M = len(self.members)
         self.alpha = np.full((n_streams, N_BUCKETS, M), (1 << A_BITS) // M, dtype=np.int64)
         self.bucket = np.full(n_streams, 1, dtype=np.int64)         # as after a space
+        self._kernel = self.use_kernels
+        if self._kernel:  # self.P: (M, A, 256)
+            return self._kernel_out(_member_weights(self.members, lambda m: m.start(n_streams)))
         self.P = [normalise(m.start(n_streams)) for m in self.members]
         return self._mix()
 
+    def _kernel_out(self, ws: tuple) -> np.ndarray:
+        self.P, lin = kernels.mix_predict(ws, self.alpha, self.bucket)
+        return lin
+
+    def _kernel_learn(self, symbols: np.ndarray) -> None:
+        kernels.mix_learn(symbols, self.alpha, self.bucket, self.P, self.share, self.temper,
+                          _BUCKET)
+
     def step(self, symbols: np.ndarray) -> np.ndarray:
-        symbols = np.asarray(symbols, dtype=np.int64)
+        symbols = np.ascontiguousarray(symbols, dtype=np.int64)
+        if self._kernel:
+            self._kernel_learn(symbols)
+            return self._kernel_out(_member_weights(self.members, lambda m: m.step(symbols)))
         a = len(symbols)
         rows = np.arange(a)
         M = len(self.members)
@@ -216,14 +239,26 @@ class GeoMixture(Mixture):
         return q
 
     def start(self, n_streams: int) -> np.ndarray:
-        lin = super().start(n_streams)
         K = len(self.members) + 1
         self.w = np.zeros((N_BUCKETS, K), dtype=np.int64)
         self.w[:, -1] = 1 << W_BITS
-        return self._geo(lin)
+        lin = super().start(n_streams)
+        return lin if self._kernel else self._geo(lin)
+
+    def _kernel_out(self, ws: tuple) -> np.ndarray:
+        # the members' tables, the linear mixture and the geometric stage in one call
+        self.P, self.L, self.q, self.c = kernels.geo_predict(ws, self.alpha, self.bucket, self.w,
+                                                             _LOG2, _EXP2)
+        return self.q
+
+    def _kernel_learn(self, symbols: np.ndarray) -> None:
+        kernels.geo_learn(symbols, self.L, self.q, self.c, self.w, self.lr_shift)
+        super()._kernel_learn(symbols)
 
     def step(self, symbols: np.ndarray) -> np.ndarray:
-        symbols = np.asarray(symbols, dtype=np.int64)
+        symbols = np.ascontiguousarray(symbols, dtype=np.int64)
+        if self._kernel:
+            return super().step(symbols)
         a = len(symbols)
         L, q, c = self.L[:a], self.q[:a], self.c[:a]
         # Gradient of the code length: log2 P_k(byte) - E_q[log2 P_k], Q12, |g| < 2**18.
