@@ -67,6 +67,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO, Union
 
+from . import limits
 from .errors import FormatError, TruncatedError
 
 MAGIC = b"\x89NNC"
@@ -207,8 +208,22 @@ def pack_header(h: Header) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
+_CHUNK = 1 << 20
+
+
 def _read_exact(f: BinaryIO, n: int, what: str) -> bytes:
-    data = f.read(n)
+    """n bytes of f; longer reads go in chunks, so memory follows the data actually there."""
+    if n <= _CHUNK:
+        data = f.read(n)
+    else:
+        parts, left = [], n
+        while left:
+            b = f.read(min(_CHUNK, left))
+            if not b:
+                break
+            parts.append(b)
+            left -= len(b)
+        data = b"".join(parts)
     if data is None or len(data) < n:
         raise TruncatedError(f"truncated .nnc data: {what} is incomplete")
     return data
@@ -244,15 +259,18 @@ def read_header(f: BinaryIO) -> Header:
         raise FormatError(f"unsupported table precision {precision} in .nnc header")
     if not valid_stream_count(length, n_streams) or seg_steps < 1 or name_len < 1:
         raise FormatError("corrupt .nnc header (inconsistent stream layout)")
+    problem = limits.layout_problem(length, n_streams, seg_steps)
+    if problem:
+        raise FormatError(f"unsupported .nnc header (stream layout beyond the limits: {problem})")
+    pname = name.decode("latin-1")
+    if not limits.plain_name(pname):
+        raise FormatError(f"corrupt .nnc header (predictor name {pname!r} is not a plain name)")
     if version >= 2:
         blob = _inflate(blob, version)
     try:
-        pname = name.decode("ascii")
-        settings = json.loads(blob.decode("utf-8"))
+        settings = limits.loads_settings(blob)
     except (UnicodeDecodeError, ValueError) as e:
-        raise FormatError(f"corrupt .nnc header ({e.__class__.__name__})") from None
-    if not isinstance(settings, dict):
-        raise FormatError("corrupt .nnc header (settings are not an object)")
+        raise FormatError(f"corrupt .nnc header (settings: {e})") from None
     return Header(length, n_streams, seg_steps, pname, sha, settings, coder, precision, version)
 
 
@@ -282,7 +300,7 @@ def read_record(f: BinaryIO, expected_symbols: int | None = None) -> Union[Segme
         _, n_symbols, n_words, words_crc, data_crc = _SEG.unpack(tag + rest)
         if expected_symbols is not None and n_symbols != expected_symbols:
             raise FormatError("corrupt .nnc data (segment symbol count does not match the header)")
-        if n_words > max_words(n_symbols):
+        if not limits.min_words(n_symbols) <= n_words <= max_words(n_symbols):
             raise FormatError("corrupt .nnc data (segment word count out of range)")
         words = _read_exact(f, 4 * n_words, "segment")
         if zlib.crc32(words) != words_crc:
@@ -296,6 +314,14 @@ def read_record(f: BinaryIO, expected_symbols: int | None = None) -> Union[Segme
         _, n_segments, sha = _END.unpack(body)
         return EndRecord(n_segments, sha)
     raise FormatError("corrupt .nnc data (unknown record tag)")
+
+
+def check_body_size(h: Header, body_bytes: int) -> None:
+    """Refuses a header whose records cannot fit in the `body_bytes` that follow it (a forged
+    original length or stream layout), before any predictor is built."""
+    problem = limits.body_problem(h.original_length, h.n_streams, h.segment_steps, body_bytes)
+    if problem:
+        raise TruncatedError(f"truncated or forged .nnc data: {problem}")
 
 
 def expect_eof(f: BinaryIO) -> None:
