@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
+from . import limits
 from .errors import ModelError, ModelMismatchError
 from .predictors.base import NO_MODEL_SHA256, Predictor
 
@@ -149,6 +150,10 @@ def load_predictor(ref: ModelRef, settings: Optional[dict] = None, device: str =
 def ref_for_header(name: str, sha256: bytes, extra: Iterable[str] = ()) -> ModelRef:
     """The model a file's header names: built-in, or a file whose SHA-256 matches, looked up in
     the paths given by the user first and then by name in the model folders."""
+    if not limits.plain_name(name):
+        # only a plain name is looked up (as NAME.pt in the model folders): never a path
+        raise ModelMismatchError(f"this file names model {name!r}, which is not a plain model "
+                                 "name; refused")
     if sha256 == NO_MODEL_SHA256:
         if name in BUILTIN:
             return ModelRef(name)
@@ -178,6 +183,8 @@ def build_predictor(spec: Optional[str] = None, device: str = "auto",
     False, True or a dict of overrides (see predictors/fslstm/dyneval.py); the built-in
     context models adapt by counting anyway."""
     parts, stage = split_spec(spec)
+    if len(parts) > limits.MAX_MEMBERS:
+        raise ModelError(f"an ensemble has at most {limits.MAX_MEMBERS} members, not {len(parts)}")
     refs = [resolve(p) for p in parts]
     if dynamic_eval and all(r.builtin for r in refs):
         raise ModelError(f"dynamic evaluation needs an FS-LSTM model; {spec or DEFAULT_MODEL!r} "
@@ -194,14 +201,42 @@ def build_predictor(spec: Optional[str] = None, device: str = "auto",
     elif stage == CM_NAME:
         from .predictors.cm import CMStage
         pred = CMStage(pred)
+    check_predictor(pred)
     return pred
+
+
+def check_predictor(pred: Predictor) -> None:
+    """Raises ModelError when a predictor's identity is outside the limits that decoding applies
+    (limits.check_identity), so that no file is written that could not be read back."""
+    i = pred.identity
+    try:
+        limits.check_identity(i.name, i.model_sha256.hex(), i.settings)
+    except limits.LimitError as e:
+        raise ModelError(f"{e.what} settings are outside this format's limits ({e.detail})"
+                         ) from None
+
+
+def stream_cap(settings: dict) -> int:
+    """The most streams a predictor with these settings codes (limits.max_streams)."""
+    return limits.max_streams(settings)
 
 
 def predictor_for_header(name: str, sha256: bytes, settings: dict, extra: Iterable[str] = (),
                          device: str = "auto") -> Predictor:
     """Rebuilds the predictor a file was written with, or raises ModelMismatchError naming what
-    is missing; nothing is decoded before this succeeds."""
-    extra = list(extra)
+    is missing; nothing is decoded before this succeeds. The whole description is checked
+    against nncompress.limits before any model file is looked up or any table allocated."""
+    if not isinstance(sha256, bytes) or len(sha256) != 32:
+        raise ModelMismatchError("this file's model hash is not 32 bytes")
+    try:
+        limits.check_identity(name, sha256.hex(), settings)
+    except limits.LimitError as e:
+        raise ModelMismatchError(f"this file's {e.what} settings are not understood ({e.detail})"
+                                 ) from None
+    return _rebuild(name, sha256, settings, list(extra), device)
+
+
+def _rebuild(name: str, sha256: bytes, settings: dict, extra: list, device: str) -> Predictor:
     if name in STAGES and sha256 != NO_MODEL_SHA256:
         if name == MATCH_NAME:
             from .predictors.match import ARITH, MatchStage as Stage
@@ -219,7 +254,7 @@ def predictor_for_header(name: str, sha256: bytes, settings: dict, extra: Iterab
                                      "version of nncompress") from None
         if stage_sha256(name, spec[0], spec[1]) != sha256:
             raise ModelMismatchError(f"this file's {name}-stage identity does not match its model")
-        wrapped = predictor_for_header(*spec, extra, device)
+        wrapped = _rebuild(*spec, extra, device)
         try:
             return Stage(wrapped, **own)
         except (TypeError, ValueError) as e:
@@ -239,7 +274,11 @@ def predictor_for_header(name: str, sha256: bytes, settings: dict, extra: Iterab
         except (KeyError, TypeError, ValueError):
             raise ModelMismatchError("this file's ensemble description is not understood by this "
                                      "version of nncompress") from None
-        members = [predictor_for_header(n, h, st, extra, device) for n, h, st in specs]
+        import hashlib
+        ident = hashlib.sha256(b"".join(n.encode() + b"\0" + h for n, h, _ in specs)).digest()
+        if ident != sha256:  # the same as ensemble_sha256 of the members, before building them
+            raise ModelMismatchError("this file's ensemble identity does not match its members")
+        members = [_rebuild(n, h, st, extra, device) for n, h, st in specs]
         if ensemble_sha256(members) != sha256:
             raise ModelMismatchError("this file's ensemble identity does not match its members")
         try:
