@@ -1,8 +1,11 @@
 """The command-line tool: nncompress c|d|t|info (and bench, train).
 
 Exit status: 0 success, 1 data error (corrupt, truncated, foreign or undecodable input, missing
-model, I/O failure), 2 usage error, 130 interrupted. Output is written to a temporary file beside
-the target and renamed only on success, so no partial output is ever left behind.
+or unreadable input, missing model, I/O failure, an output that is not a regular file, a broken
+pipe), 2 usage error, 128 + the signal's number when ended by SIGINT (130), SIGHUP or SIGTERM.
+Output is written to a temporary file beside the target and renamed only on success, so no partial
+output is ever left behind. Every error is one line on stderr, with file names and header strings
+escaped (no control characters reach the terminal).
 """
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ import contextlib
 import importlib
 import os
 import shutil
+import signal
+import stat
 import sys
 import tempfile
 import time
@@ -18,7 +23,7 @@ from typing import BinaryIO, Iterator, Optional
 
 import click
 
-from . import __version__, api, container, models
+from . import __version__, api, container, limits, models
 from .errors import NNCError
 
 SUFFIX = ".nnc"
@@ -29,6 +34,60 @@ class _Fail(Exception):
     """A data error already phrased for the user (exit 1)."""
 
 
+class _Signal(BaseException):
+    """Raised by the SIGTERM and SIGHUP handlers, so that the temporary output is removed on the
+    way out as for Ctrl-C (a BaseException: nothing catches it by accident)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum, frame):
+    raise _Signal(signum)
+
+
+def _install_signal_handlers() -> None:
+    """SIGTERM and SIGHUP raise _Signal where they are not ignored (nohup ignores SIGHUP, and
+    then so does nncompress). SIGINT keeps Python's KeyboardInterrupt."""
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None and signal.getsignal(sig) == signal.SIG_DFL:
+            with contextlib.suppress(ValueError, OSError):  # not the main thread
+                signal.signal(sig, _on_signal)
+
+
+def _esc(text) -> str:
+    """`text` with every non-printable character escaped as repr() would (newlines, escape
+    sequences, bidirectional controls); bytes a file name could not decode show as \\xNN."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        elif 0xDC80 <= ord(ch) <= 0xDCFF:  # os.fsdecode's surrogateescape of a raw byte
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        else:
+            out.append(repr(ch)[1:-1])
+    return "".join(out)
+
+
+def _err(msg: str) -> None:
+    """One line on stderr: "nncompress: " and the escaped message."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        click.echo(f"nncompress: {_esc(msg)}", err=True)
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so that the interpreter's last flush does
+    not fail a second time and print a traceback."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+
+
 class _Group(click.Group):
     """Short aliases (c, d, t) and lazily imported heavy commands (bench, train)."""
 
@@ -36,6 +95,35 @@ class _Group(click.Group):
     lazy = {"bench": ("nncompress.tools.bench", "bench_cmd"),
             "train": ("nncompress.tools.train", "train_cmd"),
             "export": ("nncompress.tools.export", "export_cmd")}
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """click's main, with every error as one line on stderr (usage errors too)."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        _install_signal_handlers()
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as e:
+            e.show()
+            sys.exit(2)
+        except click.UsageError as e:
+            where = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+            _err(e.format_message().rstrip(".") + where)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            _err(e.format_message())
+            sys.exit(e.exit_code)
+        except click.Abort:
+            _err("interrupted")
+            sys.exit(130)
+        except BrokenPipeError:
+            _silence_stdout()
+            _err("standard output: broken pipe")
+            sys.exit(1)
+        except _Signal as e:
+            _err(f"terminated by {signal.Signals(e.signum).name}")
+            sys.exit(128 + e.signum)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(self.lazy))
@@ -83,7 +171,7 @@ def main():
 
 def _say(quiet: bool, msg: str) -> None:
     if not quiet:
-        click.echo(msg, err=True)
+        click.echo(_esc(msg), err=True)
 
 
 def _kbps(n: int, seconds: float) -> str:
@@ -116,16 +204,20 @@ def _atomic_output(target: Optional[Path], force: bool, mode: int = 0o644) -> It
     """A seekable file to write; becomes `target` (or goes to stdout when target is None) only if
     the block finishes without an exception."""
     if target is None:
+        out = _stdout()
         with tempfile.TemporaryFile() as tmp:
             yield tmp
             tmp.seek(0)
-            out = sys.stdout.buffer
-            shutil.copyfileobj(tmp, out, 1 << 20)
-            out.flush()
+            try:
+                shutil.copyfileobj(tmp, out, 1 << 20)
+                out.flush()
+            except BrokenPipeError:
+                _silence_stdout()
+                raise _Fail("standard output: broken pipe") from None
         return
-    if target.exists() and not force:
-        raise click.UsageError(f"{target} already exists; use -f to overwrite")
-    fd, name = tempfile.mkstemp(dir=target.parent or Path("."), prefix=f".{target.name}.",
+    _check_target(target, force)
+    parent = target.parent or Path(".")
+    fd, name = tempfile.mkstemp(dir=parent, prefix=_temp_prefix(parent, target.name),
                                 suffix=".tmp")
     try:
         with os.fdopen(fd, "w+b") as tmp:
@@ -140,17 +232,89 @@ def _atomic_output(target: Optional[Path], force: bool, mode: int = 0o644) -> It
         raise
 
 
+def _name_max(directory: Path) -> int:
+    try:
+        return os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def _temp_prefix(directory: Path, name: str) -> str:
+    """".NAME." for the temporary output beside NAME, with NAME shortened (by bytes, as the file
+    system counts) so that the temporary name (8 random characters and ".tmp" follow) fits."""
+    room = _name_max(directory) - 2 - 8 - len(".tmp")
+    raw = os.fsencode(name)
+    if len(raw) > room:
+        raw = raw[:max(1, room)]
+    return "." + os.fsdecode(raw) + "."
+
+
+def _check_target(target: Path, force: bool) -> None:
+    """An existing output must be a regular file (or a symbolic link, which is replaced, never
+    followed), and is only replaced with -f; its name must fit the file system."""
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise _Fail(f"{target}: {e.strerror or e}") from None
+    if st is not None:
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+            raise _Fail(f"{target}: not a regular file; not overwritten")
+        if not force:
+            raise click.UsageError(f"{target} already exists; use -f to overwrite")
+    parent = target.parent or Path(".")
+    if len(os.fsencode(target.name)) > _name_max(parent):
+        raise _Fail(f"{target}: file name too long")
+
+
+def _stdout() -> BinaryIO:
+    if sys.stdout is None:
+        raise _Fail("standard output is closed")
+    return sys.stdout.buffer
+
+
+def _stdin() -> BinaryIO:
+    if sys.stdin is None:
+        raise _Fail("standard input is closed")
+    return sys.stdin.buffer
+
+
+def _check_input(path: str, force: bool = False) -> None:
+    """A missing, unreadable or non-regular input is a data error (exit 1, one line), found before
+    anything is built or written. A non-regular file (a device, a FIFO) is read only with -f."""
+    if path == STDIO:
+        return
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise _Fail(f"{path}: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise _Fail(f"{path}: is a directory")
+    if not stat.S_ISREG(st.st_mode) and not force:
+        raise _Fail(f"{path}: not a regular file; use -f to read it anyway")
+    if not os.access(path, os.R_OK):
+        raise _Fail(f"{path}: permission denied")
+
+
 @contextlib.contextmanager
 def _seekable_input(path: str) -> Iterator[BinaryIO]:
-    """The input as a seekable binary file; stdin is spooled to a temporary file first."""
+    """The input as a seekable binary file; stdin (and a non-regular file) is spooled to a
+    temporary file first."""
     if path == STDIO:
         with tempfile.TemporaryFile() as tmp:
-            shutil.copyfileobj(sys.stdin.buffer, tmp, 1 << 20)
+            shutil.copyfileobj(_stdin(), tmp, 1 << 20)
             tmp.seek(0)
             yield tmp
     else:
         with open(path, "rb") as f:
-            yield f
+            if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                yield f
+                return
+            with tempfile.TemporaryFile() as tmp:
+                shutil.copyfileobj(f, tmp, 1 << 20)
+                tmp.seek(0)
+                yield tmp
 
 
 @contextlib.contextmanager
@@ -175,18 +339,32 @@ def _exit_on_failure(func):
         try:
             return func(*args, **kwargs)
         except _Fail as e:
-            click.echo(f"nncompress: {e}", err=True)
+            _err(str(e))
             sys.exit(1)
         except KeyboardInterrupt:
-            click.echo("nncompress: interrupted; no output written", err=True)
+            _err("interrupted; no output written")
             sys.exit(130)
+        except _Signal as e:
+            _err(f"terminated by {signal.Signals(e.signum).name}; no output written")
+            sys.exit(128 + e.signum)
+        except BrokenPipeError:
+            _silence_stdout()
+            _err("standard output: broken pipe")
+            sys.exit(1)
+        except OSError as e:  # outside _errors: still one line
+            where = f"{e.filename}: " if e.filename else ""
+            _err(f"{where}{e.strerror or e}")
+            sys.exit(1)
     return wrapper
 
 
 def _same_file(a: str, b: Optional[Path]) -> bool:
-    if a == STDIO or b is None or not b.exists():
+    if a == STDIO or b is None:
         return False
-    return os.path.samefile(a, b)
+    try:
+        return os.path.samefile(a, b)
+    except OSError:   # b does not exist (or cannot, its name being too long)
+        return False
 
 
 def _files_equal(a: BinaryIO, b: BinaryIO) -> bool:
@@ -221,8 +399,8 @@ stdout_opt = click.option("-c", "--stdout", "to_stdout", is_flag=True,
 # ---------------------------------------------------------------- commands
 
 @main.command("compress")
-@click.argument("src", metavar="IN", type=click.Path(dir_okay=False, allow_dash=True, exists=True))
-@click.argument("dst", metavar="[OUT]", required=False, type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("src", metavar="IN")
+@click.argument("dst", metavar="[OUT]", required=False)
 @stdout_opt
 @force_opt
 @click.option("--verify", is_flag=True, help="Decode what was written and compare it with the "
@@ -231,7 +409,7 @@ stdout_opt = click.option("-c", "--stdout", "to_stdout", is_flag=True,
 @device_opt
 @click.option("--ensemble", metavar="A,B,...", default=None,
               help="Mix several predictors, with weights learned online (same as --model A+B).")
-@click.option("--streams", type=click.IntRange(1, 1 << 20), default=None,
+@click.option("--streams", type=click.IntRange(1, limits.MAX_STREAMS), default=None,
               help="Number of streams coded in lockstep (default: from the input size).")
 @click.option("--dynamic-eval/--no-dynamic-eval", "dyn", default=None,
               help="Keep training the FS-LSTM on the text as it is coded "
@@ -267,18 +445,30 @@ def compress_cmd(src, dst, to_stdout, force, verify, model, device, ensemble, st
         model = "+".join(parts)
     if to_stdout or (dst is None and src == STDIO) or dst == STDIO:
         target = None
-        if sys.stdout.isatty() and not force:
+        if _stdout().isatty() and not force:
             raise click.UsageError("refusing to write compressed data to a terminal (use -f)")
     else:
         target = Path(dst if dst is not None else src + SUFFIX)
+    _check_input(src, force)
+    if dst is None and src != STDIO and src.endswith(SUFFIX) and not force:
+        raise click.UsageError(f"{src} already has the {SUFFIX} suffix; unchanged (use -f to "
+                               "compress it again)")
     if _same_file(src, target):
         raise click.UsageError("input and output are the same file")
+    if target is not None:
+        _check_target(target, force)
     name = "stdin" if src == STDIO else src
     with _errors(name), _seekable_input(src) as fin:
-        n = os.fstat(fin.fileno()).st_size
+        n = api._length(fin)
+        # Build the predictor and check the stream count before any output exists.
+        pred = models.build_predictor(model, device=device, dynamic_eval=dynamic_eval)
+        try:
+            api.check_streams(pred, n, streams)
+        except ValueError as e:
+            raise click.UsageError(f"--streams: {e}") from None
         with _atomic_output(target, force, _default_mode(src)) as fout, _progress(n, "compressing", quiet) as prog:
-            stats = api.compress_stream(fin, fout, model=model, device=device, streams=streams,
-                                        progress=prog, dynamic_eval=dynamic_eval)
+            stats = api.compress_stream(fin, fout, predictor=pred, streams=streams,
+                                        progress=prog)
             if verify:
                 fout.seek(0)
                 with tempfile.TemporaryFile() as check:
@@ -299,8 +489,8 @@ def compress_cmd(src, dst, to_stdout, force, verify, model, device, ensemble, st
 
 
 @main.command("decompress")
-@click.argument("src", metavar="IN", type=click.Path(dir_okay=False, allow_dash=True, exists=True))
-@click.argument("dst", metavar="[OUT]", required=False, type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("src", metavar="IN")
+@click.argument("dst", metavar="[OUT]", required=False)
 @stdout_opt
 @force_opt
 @model_opt
@@ -318,11 +508,16 @@ def decompress_cmd(src, dst, to_stdout, force, model, device, verbose, quiet):
         target = Path(src[: -len(SUFFIX)])
     else:
         raise click.UsageError(f"{src}: unknown suffix (expected {SUFFIX}); give OUT or use -c")
+    _check_input(src, force)
     if _same_file(src, target):
         raise click.UsageError("input and output are the same file")
+    if target is not None:
+        _check_target(target, force)
+    else:
+        _stdout()
     name = "stdin" if src == STDIO else src
     with _errors(name):
-        fin = sys.stdin.buffer if src == STDIO else open(src, "rb")
+        fin = _stdin() if src == STDIO else open(src, "rb")
         with fin:
             header = api.read_header(fin)
             # Find the model before creating any output: a file that cannot be decoded is refused
@@ -340,8 +535,7 @@ def decompress_cmd(src, dst, to_stdout, force, model, device, verbose, quiet):
 
 
 @main.command("test")
-@click.argument("files", metavar="FILE...", nargs=-1, required=True,
-                type=click.Path(dir_okay=False, allow_dash=True, exists=True))
+@click.argument("files", metavar="FILE...", nargs=-1, required=True)
 @model_opt
 @device_opt
 @verbose_opt
@@ -352,8 +546,9 @@ def test_cmd(files, model, device, verbose, quiet):
     for path in files:
         name = "stdin" if path == STDIO else path
         try:
+            _check_input(path)
             with _errors(name):
-                fin = sys.stdin.buffer if path == STDIO else open(path, "rb")
+                fin = _stdin() if path == STDIO else open(path, "rb")
                 with fin, tempfile.TemporaryFile() as sink:
                     header = api.read_header(fin)
                     pred = api.predictor_for(header, model=model, device=device)
@@ -364,36 +559,39 @@ def test_cmd(files, model, device, verbose, quiet):
                                          f"{_kbps(stats.original_bytes, stats.seconds)})"
                                          if verbose else ""))
         except _Fail as e:
-            click.echo(f"nncompress: {e}", err=True)
+            _err(str(e))
             failed += 1
         except KeyboardInterrupt:
-            click.echo("nncompress: interrupted", err=True)
+            _err("interrupted")
             sys.exit(130)
+        except _Signal as e:
+            _err(f"terminated by {signal.Signals(e.signum).name}")
+            sys.exit(128 + e.signum)
     sys.exit(1 if failed else 0)
 
 
 @main.command("info")
-@click.argument("files", metavar="FILE...", nargs=-1, required=True,
-                type=click.Path(dir_okay=False, exists=True))
+@click.argument("files", metavar="FILE...", nargs=-1, required=True)
 def info_cmd(files):
     """Show the header of each .nnc FILE: format, predictor, settings and sizes."""
     failed = 0
     for path in files:
         try:
+            _check_input(path)
             with _errors(path), open(path, "rb") as f:
                 fi = api.info(f)
         except _Fail as e:
-            click.echo(f"nncompress: {e}", err=True)
+            _err(str(e))
             failed += 1
             continue
         h = fi.header
         model = ("built-in, no model file" if h.model_sha256 == bytes(32)
                  else f"model sha256 {h.model_sha256.hex()}")
         click.echo(
-            f"{path}:\n"
+            f"{_esc(path)}:\n"
             f"  format version   {h.version}\n"
-            f"  predictor        {h.predictor_name} ({model})\n"
-            f"  settings         {container.settings_bytes(h.settings).decode()}\n"
+            f"  predictor        {_esc(h.predictor_name)} ({model})\n"
+            f"  settings         {_esc(container.settings_bytes(h.settings).decode())}\n"
             f"  coder            {container.CODER_NAMES[h.coder]}, {h.precision}-bit tables\n"
             f"  streams          {h.n_streams}\n"
             f"  segments         {fi.n_segments} of up to {h.segment_steps} steps\n"

@@ -90,7 +90,7 @@ def test_stdin_stdout_in_real_process(textfile):
 def test_usage_errors_exit_2(tmp_path, textfile):
     assert CliRunner().invoke(main, ["c"]).exit_code == 2
     assert CliRunner().invoke(main, ["d", str(textfile)]).exit_code == 2  # no .nnc suffix
-    assert CliRunner().invoke(main, ["c", str(tmp_path / "missing")]).exit_code == 2
+    assert CliRunner().invoke(main, ["c", str(tmp_path / "missing")]).exit_code == 1  # as gzip
     assert CliRunner().invoke(main, ["c", "--device", "tpu", str(textfile)]).exit_code == 2
 
 
