@@ -34,9 +34,9 @@ class _Fail(Exception):
     """A data error already phrased for the user (exit 1)."""
 
 
-class _Signal(BaseException):
+class _Signal(KeyboardInterrupt):
     """Raised by the SIGTERM and SIGHUP handlers, so that the temporary output is removed on the
-    way out as for Ctrl-C (a BaseException: nothing catches it by accident)."""
+    way out as for Ctrl-C (a KeyboardInterrupt: what lets Ctrl-C through lets it through too)."""
 
     def __init__(self, signum: int):
         super().__init__(signum)
@@ -113,16 +113,16 @@ class _Group(click.Group):
         except click.ClickException as e:
             _err(e.format_message())
             sys.exit(e.exit_code)
-        except click.Abort:
+        except click.Abort as e:
+            if isinstance(e.__context__, _Signal):
+                _err(f"terminated by {signal.Signals(e.__context__.signum).name}")
+                sys.exit(128 + e.__context__.signum)
             _err("interrupted")
             sys.exit(130)
         except BrokenPipeError:
             _silence_stdout()
             _err("standard output: broken pipe")
             sys.exit(1)
-        except _Signal as e:
-            _err(f"terminated by {signal.Signals(e.signum).name}")
-            sys.exit(128 + e.signum)
         sys.exit(rv if isinstance(rv, int) else 0)
 
     def list_commands(self, ctx):
@@ -341,12 +341,12 @@ def _exit_on_failure(func):
         except _Fail as e:
             _err(str(e))
             sys.exit(1)
-        except KeyboardInterrupt:
-            _err("interrupted; no output written")
-            sys.exit(130)
         except _Signal as e:
             _err(f"terminated by {signal.Signals(e.signum).name}; no output written")
             sys.exit(128 + e.signum)
+        except KeyboardInterrupt:
+            _err("interrupted; no output written")
+            sys.exit(130)
         except BrokenPipeError:
             _silence_stdout()
             _err("standard output: broken pipe")
@@ -561,17 +561,18 @@ def test_cmd(files, model, device, verbose, quiet):
         except _Fail as e:
             _err(str(e))
             failed += 1
-        except KeyboardInterrupt:
-            _err("interrupted")
-            sys.exit(130)
         except _Signal as e:
             _err(f"terminated by {signal.Signals(e.signum).name}")
             sys.exit(128 + e.signum)
+        except KeyboardInterrupt:
+            _err("interrupted")
+            sys.exit(130)
     sys.exit(1 if failed else 0)
 
 
 @main.command("info")
 @click.argument("files", metavar="FILE...", nargs=-1, required=True)
+@_exit_on_failure
 def info_cmd(files):
     """Show the header of each .nnc FILE: format, predictor, settings and sizes."""
     failed = 0
