@@ -7,14 +7,17 @@
 """
 from __future__ import annotations
 
+import builtins
+import copy
 import io
 import os
 import struct
+import tempfile
 import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Optional
 
-from . import container, engine, limits, models
+from . import container, engine, levels, limits, models
 from .container import Header
 from .engine import Progress, RunStats
 from .errors import FormatError, NNCError
@@ -87,24 +90,27 @@ def _length(f: BinaryIO) -> int:
     return end - pos
 
 
-def compress_stream(src: BinaryIO, dst: BinaryIO, *, model: Optional[str] = None,
-                    device: str = "auto", streams: Optional[int] = None,
-                    segment_steps: Optional[int] = None, progress: Progress = None,
-                    dynamic_eval=None, predictor=None) -> RunStats:
+def compress_stream(src: BinaryIO, dst: BinaryIO, *, level: Optional[int] = None,
+                    model: Optional[str] = None, device: str = "auto",
+                    streams: Optional[int] = None, segment_steps: Optional[int] = None,
+                    progress: Progress = None, dynamic_eval=None, predictor=None) -> RunStats:
     """Compresses the whole seekable binary file `src` (from offset 0) into `dst`.
 
-    `dynamic_eval`: None (on when the FS-LSTM model file carries dynamic-evaluation statistics,
-    as the shipped default does), False (static model), True (the model's tuned settings) or a
-    dict of overrides {"segment": steps, "lr": float, "decay": float, "eps": float}. The settings
-    used are recorded in the header; decoding needs nothing but the file and the model.
-    `predictor`: an already built predictor (models.build_predictor) instead of `model`.
+    `level` 1..9 (default 6, nncompress.levels) or `model`, a predictor spec, chooses the
+    predictor; `dynamic_eval` overrides its dynamic evaluation: None (the level's; for a model,
+    on when the FS-LSTM model file carries dynamic-evaluation statistics), False (static model),
+    True (the model's tuned settings) or a dict of overrides {"scope": "out"|"full", "segment":
+    steps, "lr": float, "decay": float, "eps": float}. The settings used are recorded in the
+    header; decoding needs nothing but the file and the model. `predictor`: an already built
+    predictor in its initial state, instead of a level or model (Compressor passes one).
     Raises ValueError for a stream count or segment length the predictor or format cannot take."""
+    if predictor is None:
+        return Compressor(level, model=model, device=device, streams=streams,
+                          dynamic_eval=dynamic_eval).compress_stream(
+            src, dst, progress=progress, segment_steps=segment_steps)
+    models.check_predictor(predictor)
     src.seek(0)
     n = _length(src)
-    if predictor is None:
-        predictor = models.build_predictor(model, device=device, dynamic_eval=dynamic_eval)
-    else:
-        models.check_predictor(predictor)
     s = _stream_count(predictor, n, streams)
     if segment_steps is not None:
         if isinstance(segment_steps, bool) or not isinstance(segment_steps, int) \
@@ -162,22 +168,20 @@ def _decode_body(src, sink, model, device, progress, header, predictor) -> RunSt
     return engine.decode_body(src, header, sink, predictor, progress)
 
 
-def compress(data: bytes, *, model: Optional[str] = None, device: str = "auto",
-             streams: Optional[int] = None, segment_steps: Optional[int] = None,
-             dynamic_eval=None) -> bytes:
-    """Compresses `data` into a complete .nnc file (`dynamic_eval`: see compress_stream)."""
-    out = io.BytesIO()
-    compress_stream(io.BytesIO(_bytes(data)), out, model=model, device=device, streams=streams,
-                    segment_steps=segment_steps, dynamic_eval=dynamic_eval)
-    return out.getvalue()
+def compress(data, level: Optional[int] = None, *, model: Optional[str] = None,
+             device: str = "auto", streams: Optional[int] = None,
+             segment_steps: Optional[int] = None, dynamic_eval=None) -> bytes:
+    """`data` (bytes-like) as a complete .nnc file, at `level` 1..9 (default 6) or with `model`
+    (see compress_stream). For many inputs, a Compressor builds the predictor only once."""
+    data = _bytes(data)
+    return Compressor(level, model=model, device=device, streams=streams,
+                      dynamic_eval=dynamic_eval).compress(data, segment_steps=segment_steps)
 
 
-def decompress(data: bytes, *, model: Optional[str] = None, device: str = "auto") -> bytes:
-    """Decodes a complete .nnc file. Raises an NNCError subclass for anything that does not
-    decode exactly."""
-    sink = io.BytesIO()
-    decompress_stream(io.BytesIO(_bytes(data)), sink, model=model, device=device)
-    return sink.getvalue()
+def decompress(data, *, model: Optional[str] = None, device: str = "auto") -> bytes:
+    """Decodes a complete .nnc file (bytes-like). Raises an NNCError subclass for anything that
+    does not decode exactly. For many files, a Decompressor reuses their predictors."""
+    return Decompressor(model=model, device=device).decompress(data)
 
 
 def cross_entropy(data: bytes, *, model: Optional[str] = None, device: str = "auto",
@@ -220,3 +224,202 @@ def info(src: BinaryIO) -> FileInfo:
         raise FormatError("corrupt .nnc data (segment count mismatch)")
     container.expect_eof(src)
     return FileInfo(header, src.tell() - start, n_seg)
+
+
+# ---------------------------------------------------------------------------------------------
+# reusable objects (the one-shot functions above are conveniences over these)
+
+def _preset(level, model, dynamic_eval):
+    """(spec, dynamic_eval, levels.Level or None) for a Compressor's arguments."""
+    if model is not None and level is not None:
+        raise ValueError("give a level or a model, not both")
+    if model is not None:
+        return model, dynamic_eval, None
+    lv = levels.get(levels.DEFAULT_LEVEL if level is None else level)
+    return lv.spec, (lv.dynamic_eval if dynamic_eval is None else dynamic_eval), lv
+
+
+def _fresh(template):
+    """A predictor in its initial state: coding changes a predictor (its tables, and with dynamic
+    evaluation its weights), so every file starts from a copy of the one built and loaded once."""
+    return copy.deepcopy(template)
+
+
+class Compressor:
+    """Compresses with one predictor, built (model file read and checked) once.
+
+        c = nncompress.Compressor(level=1)
+        blob = c.compress(data)
+        c.compress_stream(src, dst)          # src: a seekable binary file
+
+    `level`: 1 (fastest) to 9 (smallest), default 6 (nncompress.levels); or `model`: a predictor
+    spec ("ctx1", "fslstm-small-v3+ctx2+cm", a model file). `streams` fixes the stream count;
+    `dynamic_eval` overrides the FS-LSTM's (see compress_stream). Every file is independent and
+    decodes with Decompressor, decompress() or the CLI."""
+
+    def __init__(self, level: Optional[int] = None, *, model: Optional[str] = None,
+                 device: str = "auto", streams: Optional[int] = None, dynamic_eval=None):
+        spec, de, self.level = _preset(level, model, dynamic_eval)
+        self.streams = streams
+        self._template = models.build_predictor(spec, device=device, dynamic_eval=de)
+
+    def stream_count(self, n: int) -> int:
+        """The number of streams an input of n bytes is coded in (ValueError when the
+        predictor or the format cannot take the `streams` asked for)."""
+        s = self.streams
+        if s is None and self.level is not None and self.level.stream_bytes is not None:
+            s = levels.streams_for(self.level, n, *stream_limits(self._template))
+        return _stream_count(self._template, n, s)
+
+    def compress_stream(self, src: BinaryIO, dst: BinaryIO, *, progress: Progress = None,
+                        segment_steps: Optional[int] = None) -> RunStats:
+        """Compresses the whole seekable binary file `src` into `dst`."""
+        src.seek(0)
+        return compress_stream(src, dst, streams=self.stream_count(_length(src)),
+                               segment_steps=segment_steps, progress=progress,
+                               predictor=_fresh(self._template))
+
+    def compress(self, data, *, segment_steps: Optional[int] = None) -> bytes:
+        """`data` (bytes-like) as a complete .nnc file."""
+        out = io.BytesIO()
+        self.compress_stream(io.BytesIO(_bytes(data)), out, segment_steps=segment_steps)
+        return out.getvalue()
+
+
+class Decompressor:
+    """Decodes .nnc files, building each file's predictor once and reusing it for later files
+    made with the same one. `model` says where to look for model files (see predictor_for)."""
+
+    def __init__(self, *, model: Optional[str] = None, device: str = "auto"):
+        self.model, self.device = model, device
+        self._templates: dict = {}
+
+    def _predictor(self, header: Header):
+        key = (header.predictor_name, header.model_sha256,
+               container.settings_bytes(header.settings))
+        if key not in self._templates:
+            self._templates[key] = predictor_for(header, model=self.model, device=self.device)
+        return _fresh(self._templates[key])
+
+    def decompress_stream(self, src: BinaryIO, sink: BinaryIO, *,
+                          progress: Progress = None) -> RunStats:
+        """Decodes the .nnc data in `src` into the seekable binary file `sink`."""
+        header = read_header(src)
+        return decompress_stream(src, sink, header=header, predictor=self._predictor(header),
+                                 progress=progress)
+
+    def decompress(self, data) -> bytes:
+        """A complete .nnc file (bytes-like) decoded; NNCError subclasses for anything else."""
+        sink = io.BytesIO()
+        self.decompress_stream(io.BytesIO(_bytes(data)), sink)
+        return sink.getvalue()
+
+
+# Data written to an NNCFile stays in memory up to this size, then goes to a temporary file.
+_SPOOL_BYTES = 64 << 20
+
+
+class NNCFile(io.BufferedIOBase):
+    """A file object over .nnc data (from nncompress.open). Writing collects the data and
+    compresses it on close(), as one .nnc file; reading decodes the whole file on the first read
+    and then serves it (seekable). Nothing is streamed yet: the data passes through memory or,
+    above 64 MiB, a temporary file."""
+
+    def __init__(self, file, mode: str = "rb", *, level: Optional[int] = None,
+                 model: Optional[str] = None, device: str = "auto"):
+        if mode not in ("r", "rb", "w", "wb", "x", "xb"):
+            raise ValueError(f"invalid mode {mode!r}: 'rb', 'wb' or 'xb'")
+        self._writing = mode[0] in "wx"
+        if not self._writing and level is not None:
+            raise ValueError("a level is only for writing")
+        # build the predictor first: a bad level or model fails before the file is created
+        self._compressor = Compressor(level, model=model, device=device) if self._writing else None
+        self._own = isinstance(file, (str, bytes, os.PathLike))
+        self._fp = builtins.open(file, mode[0] + "b") if self._own else file
+        self.name = os.fspath(file) if self._own else getattr(file, "name", None)
+        self._model, self._device = model, device
+        self._buf = tempfile.SpooledTemporaryFile(_SPOOL_BYTES) if self._writing else None
+
+    def _close_fp(self):
+        if self._own:
+            self._fp.close()
+
+    # -- io.BufferedIOBase
+
+    def readable(self):
+        self._check_open()
+        return not self._writing
+
+    def writable(self):
+        self._check_open()
+        return self._writing
+
+    def seekable(self):
+        self._check_open()
+        return not self._writing
+
+    def _check_open(self):
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+
+    def write(self, data) -> int:
+        self._check_open()
+        if not self._writing:
+            raise io.UnsupportedOperation("not writable")
+        b = memoryview(data).cast("B") if not isinstance(data, (bytes, bytearray)) else data
+        return self._buf.write(b)
+
+    def _decoded(self):
+        self._check_open()
+        if self._writing:
+            raise io.UnsupportedOperation("not readable")
+        if self._buf is None:
+            buf = tempfile.SpooledTemporaryFile(_SPOOL_BYTES)
+            try:
+                Decompressor(model=self._model, device=self._device).decompress_stream(
+                    self._fp, buf)
+            except BaseException:
+                buf.close()
+                raise
+            buf.seek(0)
+            self._buf = buf
+        return self._buf
+
+    def read(self, size: int = -1) -> bytes:
+        return self._decoded().read(-1 if size is None else size)
+
+    def read1(self, size: int = -1) -> bytes:
+        return self.read(size)
+
+    def readinto(self, b) -> int:
+        return self._decoded().readinto(b)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._decoded().seek(offset, whence)
+
+    def tell(self) -> int:
+        self._check_open()
+        return self._buf.tell() if self._buf is not None else 0
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if self._writing:
+                self._compressor.compress_stream(self._buf, self._fp)
+                self._fp.flush()
+        finally:
+            try:
+                if self._buf is not None:
+                    self._buf.close()
+            finally:
+                self._close_fp()
+                super().close()
+
+
+def open(file, mode: str = "rb", *, level: Optional[int] = None, model: Optional[str] = None,
+         device: str = "auto") -> NNCFile:
+    """A .nnc file as a binary file object, in the manner of lzma.open and gzip.open: mode "rb"
+    (decode), "wb" or "xb" (compress on close, at `level` or with `model`). `file` is a path
+    (str, bytes, os.PathLike) or a binary file object."""
+    return NNCFile(file, mode, level=level, model=model, device=device)

@@ -1,0 +1,64 @@
+"""Compression levels -1 .. -9: named presets of predictor spec and settings.
+
+A level is only a way to choose; what it chose is recorded in the file's header (predictor name,
+model hash, every setting, the stream count), so decoding never needs to know the level, and a
+level's preset may change between releases without breaking a single old file. `info` names the
+level whose preset matches a file's predictor and stream policy, if any.
+
+Lower levels spend less time per byte; the default is level 6 (the default predictor of format
+version 4: the FS-LSTM with full dynamic evaluation, mixed with ctx2 and refined by the cm stage).
+Levels 7 to 9 give each stream more text (fewer streams coded in lockstep: more context per
+stream, fewer bytes per step, so slower).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Union
+
+# The neural member of levels 4 to 9.
+FSLSTM = "fslstm-small-v3"
+
+
+@dataclass(frozen=True)
+class Level:
+    level: int
+    spec: str                        # predictor spec (models.build_predictor)
+    dynamic_eval: Union[None, bool, dict] = None   # None: the model's own default
+    stream_bytes: Optional[int] = None  # bytes per stream; None: the predictor's own minimum
+    summary: str = ""
+
+
+LEVELS: dict[int, Level] = {lv.level: lv for lv in (
+    Level(1, "ctx1", summary="order-0..5 context model"),
+    Level(2, "ctx1+match", summary="ctx1 refined by the long-range match model"),
+    Level(3, "ctx2+cm", summary="ctx2 refined by the context-mixing stage (no neural model)"),
+    Level(4, f"{FSLSTM}+ctx2+cm", dynamic_eval=False,
+          summary="FS-LSTM (static) mixed with ctx2, context-mixing stage"),
+    Level(5, f"{FSLSTM}+ctx2+cm", dynamic_eval={"scope": "out"},
+          summary="as 4, the FS-LSTM's output layer adapting to the text"),
+    Level(6, f"{FSLSTM}+ctx2+cm",
+          summary="as 4, the whole FS-LSTM adapting to the text (default)"),
+    Level(7, f"{FSLSTM}+ctx2+cm", stream_bytes=1 << 13, summary="as 6, 8 KiB per stream"),
+    Level(8, f"{FSLSTM}+ctx2+cm", stream_bytes=1 << 14, summary="as 6, 16 KiB per stream"),
+    Level(9, f"{FSLSTM}+ctx2+cm", stream_bytes=1 << 15, summary="as 6, 32 KiB per stream"),
+)}
+DEFAULT_LEVEL = 6
+FAST, BEST = min(LEVELS), max(LEVELS)
+
+
+def get(level: int) -> Level:
+    """The preset of `level` (1..9); ValueError otherwise."""
+    if isinstance(level, bool) or not isinstance(level, int) or level not in LEVELS:
+        raise ValueError(f"level must be an integer from {FAST} to {BEST}, not {level!r}")
+    return LEVELS[level]
+
+
+def streams_for(lv: Level, n: int, min_stream_len: int, max_streams: int) -> int:
+    """The stream count level `lv` gives an input of n bytes, for a predictor with these limits."""
+    from .engine import choose_streams
+    return choose_streams(n, max(min_stream_len, lv.stream_bytes or 0), max_streams)
+
+
+def help_text() -> str:
+    """One line per level, for the CLI's help."""
+    return "\n".join(f"-{lv.level}  {lv.summary}" for lv in LEVELS.values())
