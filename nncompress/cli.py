@@ -23,7 +23,7 @@ from typing import BinaryIO, Iterator, Optional
 
 import click
 
-from . import __version__, api, container, limits, models
+from . import __version__, api, container, levels, limits, models
 from .errors import NNCError
 
 SUFFIX = ".nnc"
@@ -383,7 +383,7 @@ model_opt = click.option("--model", "-m", metavar="NAME|PATH", default=None,
                               f"an ensemble A+B; a final +cm adds context mixing over the bits "
                               f"(context models, match model, APM), a final +match only the "
                               f"long-range match model. "
-                              f"Default: {models.DEFAULT_MODEL}. When decoding, the "
+                              f"Instead of a level (-6 is {models.DEFAULT_MODEL}). When decoding, the "
                               "file's own model is used; --model only says where to find its file.")
 device_opt = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                           show_default=True, help="Where the neural predictor runs. The output "
@@ -398,13 +398,30 @@ stdout_opt = click.option("-c", "--stdout", "to_stdout", is_flag=True,
 
 # ---------------------------------------------------------------- commands
 
-@main.command("compress")
+def _level_options(f):
+    """-1 .. -9, --fast (= -1) and --best (= -9); the last one given wins, as in gzip."""
+    for n in range(levels.BEST, levels.FAST - 1, -1):
+        f = click.option(f"-{n}", "level", flag_value=n, hidden=n not in (levels.FAST, levels.BEST),
+                         help={levels.FAST: "Fastest level (--fast); -2 .. -8 lie between.",
+                               levels.BEST: "Smallest output (--best)."}.get(n))(f)
+    f = click.option("--fast", "level", flag_value=levels.FAST, hidden=True)(f)
+    f = click.option("--best", "level", flag_value=levels.BEST, hidden=True)(f)
+    return f
+
+
+_LEVELS_EPILOG = ("\b\nLevels (default -%d; a file records the predictor and settings it\n"
+                  "was made with, so it decodes whatever the level's preset is later):\n%s"
+                  % (levels.DEFAULT_LEVEL, levels.help_text()))
+
+
+@main.command("compress", epilog=_LEVELS_EPILOG)
 @click.argument("src", metavar="IN")
 @click.argument("dst", metavar="[OUT]", required=False)
 @stdout_opt
 @force_opt
 @click.option("--verify", is_flag=True, help="Decode what was written and compare it with the "
               "input before reporting success.")
+@_level_options
 @model_opt
 @device_opt
 @click.option("--ensemble", metavar="A,B,...", default=None,
@@ -413,8 +430,8 @@ stdout_opt = click.option("-c", "--stdout", "to_stdout", is_flag=True,
               help="Number of streams coded in lockstep (default: from the input size).")
 @click.option("--dynamic-eval/--no-dynamic-eval", "dyn", default=None,
               help="Keep training the FS-LSTM on the text as it is coded "
-              "(the decoder repeats it). Default: on when the model file carries the statistics "
-              "it needs (the shipped default does).")
+              "(the decoder repeats it). Default: the level's (on from -5); with --model, on "
+              "when the model file carries the statistics it needs.")
 @click.option("--de-segment", type=click.IntRange(1, 1 << 16), default=None, metavar="STEPS",
               help="Dynamic evaluation: steps between weight updates (default: the model's).")
 @click.option("--de-lr", type=click.FloatRange(0, 1), default=None, metavar="LR",
@@ -428,9 +445,11 @@ stdout_opt = click.option("-c", "--stdout", "to_stdout", is_flag=True,
 @verbose_opt
 @quiet_opt
 @_exit_on_failure
-def compress_cmd(src, dst, to_stdout, force, verify, model, device, ensemble, streams, dyn,
-                 de_segment, de_lr, de_decay, de_scope, verbose, quiet):
+def compress_cmd(src, dst, to_stdout, force, verify, level, model, device, ensemble, streams,
+                 dyn, de_segment, de_lr, de_decay, de_scope, verbose, quiet):
     """Compress IN into OUT (default IN.nnc; '-' is stdin/stdout). IN is kept."""
+    if level is not None and (model is not None or ensemble is not None):
+        raise click.UsageError("give a level (-1 .. -9) or --model/--ensemble, not both")
     overrides = {k: v for k, v in (("segment", de_segment), ("lr", de_lr), ("decay", de_decay),
                                    ("scope", de_scope)) if v is not None}
     if overrides and dyn is False:
@@ -461,14 +480,14 @@ def compress_cmd(src, dst, to_stdout, force, verify, model, device, ensemble, st
     with _errors(name), _seekable_input(src) as fin:
         n = api._length(fin)
         # Build the predictor and check the stream count before any output exists.
-        pred = models.build_predictor(model, device=device, dynamic_eval=dynamic_eval)
+        comp = api.Compressor(level, model=model, device=device, streams=streams,
+                              dynamic_eval=dynamic_eval)
         try:
-            api.check_streams(pred, n, streams)
+            comp.stream_count(n)
         except ValueError as e:
             raise click.UsageError(f"--streams: {e}") from None
         with _atomic_output(target, force, _default_mode(src)) as fout, _progress(n, "compressing", quiet) as prog:
-            stats = api.compress_stream(fin, fout, predictor=pred, streams=streams,
-                                        progress=prog)
+            stats = comp.compress_stream(fin, fout, progress=prog)
             if verify:
                 fout.seek(0)
                 with tempfile.TemporaryFile() as check:
@@ -588,9 +607,11 @@ def info_cmd(files):
         h = fi.header
         model = ("built-in, no model file" if h.model_sha256 == bytes(32)
                  else f"model sha256 {h.model_sha256.hex()}")
+        lv = levels.level_of(h)
         click.echo(
             f"{_esc(path)}:\n"
             f"  format version   {h.version}\n"
+            f"  level            {f'-{lv}' if lv else 'none (a predictor chosen with --model)'}\n"
             f"  predictor        {_esc(h.predictor_name)} ({model})\n"
             f"  settings         {_esc(container.settings_bytes(h.settings).decode())}\n"
             f"  coder            {container.CODER_NAMES[h.coder]}, {h.precision}-bit tables\n"

@@ -3,7 +3,7 @@
 A level is only a way to choose; what it chose is recorded in the file's header (predictor name,
 model hash, every setting, the stream count), so decoding never needs to know the level, and a
 level's preset may change between releases without breaking a single old file. `info` names the
-level whose preset matches a file's predictor and stream policy, if any.
+level whose preset matches a file's predictor and stream count, if any (level_of).
 
 Lower levels spend less time per byte; the default is level 6 (the default predictor of format
 version 4: the FS-LSTM with full dynamic evaluation, mixed with ctx2 and refined by the cm stage).
@@ -57,6 +57,23 @@ def streams_for(lv: Level, n: int, min_stream_len: int, max_streams: int) -> int
     """The stream count level `lv` gives an input of n bytes, for a predictor with these limits."""
     from .engine import choose_streams
     return choose_streams(n, max(min_stream_len, lv.stream_bytes or 0), max_streams)
+
+
+def level_of(header, device: str = "cpu") -> Optional[int]:
+    """The level whose preset made a file with this header (predictor identity and stream count),
+    or None. Builds the presets' predictors (not their tables), so it takes a second or two."""
+    from . import api
+    for lv in LEVELS.values():
+        try:
+            c = api.Compressor(lv.level, device=device)
+        except Exception:          # a preset whose model is not installed cannot have made it
+            continue
+        i = c._template.identity
+        if (i.name, i.model_sha256, i.settings) == (header.predictor_name, header.model_sha256,
+                                                   header.settings) \
+                and c.stream_count(header.original_length) == header.n_streams:
+            return lv.level
+    return None
 
 
 def help_text() -> str:
