@@ -7,7 +7,7 @@ integer arithmetic only, so encoder and decoder build identical tables on every 
 
 constriction's ``Categorical(perfect=False)`` quantises float probabilities itself; given the
 float64 array ``F - 1`` of an exact integer table ``F`` (all F >= 1, sum 2**24) it uses exactly F
-(see ../shared/notes/constriction.md; tests/test_coding.py checks the code length against F).
+(tests/test_coding.py checks the code length against F).
 """
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ file), decrate = MS / mean(MS) clipped to 1/decay, and theta0 the trained weight
 output layer adapts: the backward pass stops at the last fast cell's output, so no gradient flows
 into the recurrent cells.
 
-Everything the decoder must repeat is integer (../shared/notes/determinism.md):
+Everything the decoder must repeat is integer (docs/exactness.md):
 - h is Q14 and p - onehot is Q16 (p = floor(w * 2**16 / sum w) from the model's integer weights),
   so each product is below 2**30 and a step's sum over at most 2**22 streams is an exact integer in
   float64 whatever the summation order; segment sums are int64.

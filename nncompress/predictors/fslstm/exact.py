@@ -2,7 +2,7 @@
 
 Every quantity is an integer; every operation is exact on any machine, thread count, batch
 composition and device, so encoder and decoder compute identical tables
-(../shared/notes/determinism.md):
+(docs/exactness.md):
 
 - matrix products: int16-range weights x Q14 activations summed in float64. Products are below
   2**29 and K is far below 2**23, so every partial sum is an integer below 2**53: exact in any

@@ -1,6 +1,6 @@
 """Fast-Slow LSTM (Mujika et al. 2017) in float PyTorch: all the model math, no I/O.
 
-Spec: shared/notes/fsrnn.md; structure follows the official TensorFlow code (amujika/Fast-Slow-LSTM:
+Spec: docs/fslstm.md; structure follows the official TensorFlow code (amujika/Fast-Slow-LSTM:
 FSRNN.py, LNLSTM.py, aux.py) so that parameter counts match the paper. One time step:
 
     hF1 = F1(state = hFk_{t-1}, input = x_t)       only F1 sees the input byte
