@@ -1,7 +1,8 @@
 """The online ensemble mixers (linear, and linear plus the geometric stage): protocol, exactness,
 and that they learn which member to trust."""
-import math
+import hashlib
 import io
+import math
 
 import numpy as np
 import pytest
@@ -40,11 +41,12 @@ class Oracle:
         return self._w()
 
 
-def _with_settings(blob: bytes, **change) -> bytes:
-    """`blob` with some predictor settings in its header replaced (the records left as they are)."""
+def _with_settings(blob: bytes, sha256: bytes | None = None, **change) -> bytes:
+    """`blob` with some predictor settings (and optionally the model hash) in its header replaced
+    (the records left as they are)."""
     h = nncompress.read_header(io.BytesIO(blob))
     forged = container.Header(h.original_length, h.n_streams, h.segment_steps, h.predictor_name,
-                              h.model_sha256, dict(h.settings, **change))
+                              sha256 or h.model_sha256, dict(h.settings, **change))
     return container.pack_header(forged) + blob[len(container.pack_header(h)):]
 
 
@@ -81,9 +83,15 @@ def test_ensemble_round_trip_header_and_missing_member():
     assert h.predictor_name == "gmix" and h.settings["arith"] == "geo-v1"
     assert [m["name"] for m in h.settings["members"]] == ["ctx1", "order0"]
     assert nncompress.decompress(blob) == data
-    # a member this version does not know -> refused, naming it
+    # a member this version does not know (in a file whose ensemble identity names it, as a
+    # newer version would write it) -> refused, naming it
     members = [dict(h.settings["members"][0], name="ctx9"), h.settings["members"][1]]
+    ident = hashlib.sha256(b"".join(m["name"].encode() + b"\0" + bytes.fromhex(m["sha256"])
+                                    for m in members)).digest()
     with pytest.raises(ModelMismatchError, match="ctx9"):
+        nncompress.decompress(_with_settings(blob, sha256=ident, members=members))
+    # the same members under the old identity: a forged or damaged header
+    with pytest.raises(ModelMismatchError, match="identity"):
         nncompress.decompress(_with_settings(blob, members=members))
 
 
