@@ -263,6 +263,12 @@ class Compressor:
         self.streams = streams
         self._template = models.build_predictor(spec, device=device, dynamic_eval=de)
 
+    @property
+    def identity(self):
+        """What the header of every file this Compressor writes records about its predictor
+        (name, model SHA-256, settings)."""
+        return self._template.identity
+
     def stream_count(self, n: int) -> int:
         """The number of streams an input of n bytes is coded in (ValueError when the
         predictor or the format cannot take the `streams` asked for)."""

@@ -68,7 +68,7 @@ def level_of(header, device: str = "cpu") -> Optional[int]:
             c = api.Compressor(lv.level, device=device)
         except Exception:          # a preset whose model is not installed cannot have made it
             continue
-        i = c._template.identity
+        i = c.identity
         if (i.name, i.model_sha256, i.settings) == (header.predictor_name, header.model_sha256,
                                                    header.settings) \
                 and c.stream_count(header.original_length) == header.n_streams:
