@@ -199,6 +199,21 @@ def _default_mode(src: str) -> int:
     return 0o666 & ~umask
 
 
+def _copy_to_fd(src: BinaryIO, out: BinaryIO) -> None:
+    """Everything in `src` written to `out`'s file descriptor with os.write, looping over partial
+    writes, so that a reader that goes away (EPIPE) always raises BrokenPipeError; a buffered
+    write of a large chunk can return after a partial write without ever seeing the error."""
+    out.flush()
+    fd = out.fileno()
+    while True:
+        chunk = src.read(1 << 20)
+        if not chunk:
+            return
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view):]
+
+
 @contextlib.contextmanager
 def _atomic_output(target: Optional[Path], force: bool, mode: int = 0o644) -> Iterator[BinaryIO]:
     """A seekable file to write; becomes `target` (or goes to stdout when target is None) only if
@@ -209,8 +224,7 @@ def _atomic_output(target: Optional[Path], force: bool, mode: int = 0o644) -> It
             yield tmp
             tmp.seek(0)
             try:
-                shutil.copyfileobj(tmp, out, 1 << 20)
-                out.flush()
+                _copy_to_fd(tmp, out)
             except BrokenPipeError:
                 _silence_stdout()
                 raise _Fail("standard output: broken pipe") from None

@@ -561,6 +561,26 @@ def test_broken_pipe_is_exit_1_and_one_line(tmp_path):
     assert listing(tmp_path) == ["x", "x.nnc"]
 
 
+def test_broken_pipe_into_head_is_exit_1(tmp_path):
+    """`nncompress d -c x.nnc | head -c 10`: the reader leaves after a partial write of a large
+    chunk; that must still end in exit 1 and one line, not a silent exit 0."""
+    import shutil
+    if not shutil.which("head"):
+        pytest.skip("no head command")
+    src = tmp_path / "x"
+    src.write_bytes((TEXT * 2000)[:500_000])    # one write of less than the 1 MiB copy chunk
+    assert run_cli("c", "-m", "order0", str(src))[0] == 0
+    p = subprocess.Popen([sys.executable, "-m", "nncompress", "d", "-c", str(tmp_path / "x.nnc")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    h = subprocess.Popen(["head", "-c", "10"], stdin=p.stdout, stdout=subprocess.DEVNULL)
+    p.stdout.close()
+    h.wait(timeout=120)
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 1, err
+    one_line(err)
+    assert "broken pipe" in err.lower()
+
+
 def test_closed_stdout_is_one_line(work):
     code, _, err = run_cli("c", "-m", "order0", "-c", str(work / "a.txt"), stdout=None,
                            pass_fds=(), preexec_fn=lambda: os.close(1))
