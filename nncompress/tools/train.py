@@ -314,7 +314,7 @@ def train(cfg, data_paths, val_paths, out_path, steps: int, *, resume=None, seed
     run_args = {"data": [str(p) for p in data_paths], "val": [str(p) for p in val_paths],
                 "out": str(out_path), "steps": steps, "eval_every": eval_every,
                 "val_bytes": val_bytes, "val_streams": val_streams, "patience": patience,
-                "anneal": anneal, "log_every": log_every}
+                "anneal": anneal, "log_every": log_every, "threads": threads}
 
     model.train()
     t_log, bytes_log, loss_sum, loss_n = time.time(), 0, 0.0, 0
@@ -442,6 +442,7 @@ def train_cmd(data, config, steps, val, out, resume, ckpt, checkpoint_minutes, p
         sched = {k: v if v is not None else run[k] for k, v in sched.items()}
         sched["val_streams"] = run["val_streams"]
         ckpt = ckpt or resume
+        threads = threads or run.get("threads")   # float sums may depend on the thread count
         cfg, name = None, None
     else:
         try:
