@@ -17,8 +17,9 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Optional
 
-from . import container, engine, levels, limits, models
-from .container import Header
+from . import engine, levels, models
+from .format import container, limits
+from .format.container import Header
 from .engine import Progress, RunStats
 from .errors import FormatError, NNCError
 from .predictors.base import stream_limits

@@ -23,7 +23,8 @@ from typing import BinaryIO, Iterator, Optional
 
 import click
 
-from . import __version__, api, container, levels, limits, models
+from . import __version__, api, levels, models
+from .format import container, limits
 from .errors import NNCError
 
 SUFFIX = ".nnc"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
-from . import limits
+from .format import limits
 from .errors import ModelError, ModelMismatchError
 from .predictors.base import NO_MODEL_SHA256, Predictor
 

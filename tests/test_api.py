@@ -55,7 +55,7 @@ def test_error_hierarchy():
 def test_missing_model_named_in_error(monkeypatch):
     blob = bytearray(nncompress.compress(b"hello world", model="order0"))
     # Forge a header naming a model file that does not exist here (CRC recomputed).
-    from nncompress import container
+    from nncompress.format import container
     h = container.read_header(io.BytesIO(bytes(blob)))
     forged = container.Header(h.original_length, h.n_streams, h.segment_steps, "fslstm-xyz",
                               b"\x11" * 32, {})
@@ -102,5 +102,5 @@ def test_default_same_bytes_with_one_and_two_threads_in_fresh_processes(tmp_path
     assert outs[0] == outs[1]
     h = nncompress.read_header(io.BytesIO(outs[0]))
     assert h.n_streams == 3 and h.predictor_name == "cm"
-    assert '"name":"ctx2"' in nncompress.container.settings_bytes(h.settings).decode()
+    assert '"name":"ctx2"' in nncompress.format.container.settings_bytes(h.settings).decode()
     assert nncompress.decompress(outs[0]) == text

@@ -5,7 +5,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from nncompress import container
+from nncompress.format import container
 from nncompress.cli import main
 
 TEXT = b"It was the best of times, it was the worst of times, it was the age of wisdom.\n" * 300

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import nncompress
-from nncompress import coding, engine, models
+from nncompress import engine, models
+from nncompress.format import coding
 from nncompress.errors import ModelError, ModelMismatchError
 from nncompress.predictors import cm
 from nncompress.predictors.cm import CMStage
@@ -143,7 +144,7 @@ def test_round_trip_and_header(spec):
 
 
 def _forged(blob: bytes, **changes) -> bytes:
-    from nncompress import container
+    from nncompress.format import container
     src = io.BytesIO(blob)
     h = container.read_header(src)
     import dataclasses

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from nncompress import coding
+from nncompress.format import coding
 
 
 def _rand_weights(rng, n, scale=1000):

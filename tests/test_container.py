@@ -4,8 +4,8 @@ import zlib
 
 import pytest
 
-from nncompress import container
-from nncompress.container import Header
+from nncompress.format import container
+from nncompress.format.container import Header
 from nncompress.errors import FormatError, TruncatedError
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nncompress import coding
+from nncompress.format import coding
 from nncompress.predictors.base import PredictorIdentity
 from nncompress.predictors.context import DEFAULT_SETTINGS, ContextModel
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import nncompress
-from nncompress import container, engine
+from nncompress import engine
+from nncompress.format import container
 from nncompress.predictors.base import PredictorIdentity
 from nncompress.predictors.order0 import Order0
 
@@ -102,7 +103,7 @@ def test_coder_process_writes_the_same_bytes(model):
     """Coding in a second process (what large inputs get) gives the in-process bytes exactly,
     across several segments and steps wider than one shared-memory slot."""
     from nncompress import models
-    from nncompress.coder_process import SLOT_ROWS
+    from nncompress.engine.coder_process import SLOT_ROWS
     rng = np.random.default_rng(5)
     data = bytes(rng.integers(97, 100, 38500, dtype=np.uint8)) + b"the end" * 500  # 42000
     streams = SLOT_ROWS + 52                              # 2100 streams of 20 bytes
@@ -119,7 +120,7 @@ def test_coder_process_writes_the_same_bytes(model):
 
 
 def test_a_dead_coder_process_is_an_os_error():
-    from nncompress.coder_process import CoderProcess
+    from nncompress.engine.coder_process import CoderProcess
     cp = CoderProcess()
     try:
         cp._proc.kill()

@@ -9,7 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from nncompress import coding, models  # noqa: E402
+from nncompress import models  # noqa: E402
+from nncompress.format import coding  # noqa: E402
 from nncompress.errors import ModelError  # noqa: E402
 from nncompress.predictors.fslstm import exact  # noqa: E402
 from nncompress.tools.export import float_bits, exact_bits  # noqa: E402

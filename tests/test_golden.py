@@ -10,7 +10,8 @@ import io
 import pytest
 
 import nncompress
-from nncompress import api, container, engine
+from nncompress import api, engine
+from nncompress.format import container
 
 DATA = Path(__file__).with_name("data")
 TEXT = (DATA / "golden.txt").read_bytes()

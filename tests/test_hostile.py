@@ -20,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import nncompress
-from nncompress import api, container, limits, models
+from nncompress import api, models
+from nncompress.format import container, limits
 from nncompress.errors import FormatError, ModelError, NNCError
 
 DATA = Path(__file__).with_name("data")
@@ -181,7 +182,7 @@ def test_segment_symbol_count_is_bounded_by_its_words():
 def test_min_words_holds_for_the_most_predictable_data():
     """min_words is a true bound: the coder's output for a maximally predictable segment."""
     import numpy as np
-    from nncompress import coding
+    from nncompress.format import coding
     freq = np.ones((1 << 16, 256), dtype=np.int64)
     freq[:, 0] = coding.TOTAL - 255
     for n in (1, 1000, 3 * limits.SYMBOLS_PER_WORD + 5):   # the last needs 2 words at least

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import nncompress
-from nncompress import coding, container, engine, models
+from nncompress import engine, models
+from nncompress.format import coding, container
 from nncompress.errors import ModelMismatchError
 from nncompress.predictors.match import MatchStage, len_class, p_bucket
 from nncompress.predictors.order0 import Order0

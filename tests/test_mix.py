@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import nncompress
-from nncompress import coding, container, engine, models
+from nncompress import engine, models
+from nncompress.format import coding, container
 from nncompress.errors import ModelMismatchError
 from nncompress.predictors.base import PredictorIdentity
 from nncompress.predictors import mix

@@ -53,7 +53,7 @@ class _Fixed:
 
 def _child(stage: str, S: int, steps: int, path: str) -> dict:
     import numpy as np
-    from nncompress import coding
+    from nncompress.format import coding
     from nncompress.predictors.context import ContextModel
 
     raw = np.frombuffer(Path(path).read_bytes(), dtype=np.uint8).astype(np.int64)

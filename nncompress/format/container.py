@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Union
 
 from . import limits
-from .errors import FormatError, TruncatedError
+from ..errors import FormatError, TruncatedError
 
 MAGIC = b"\x89NNC"
 FORMAT_VERSION = 4

@@ -18,10 +18,10 @@ from typing import BinaryIO, Callable, Optional
 
 import numpy as np
 
-from . import coding, container
-from .container import Header
-from .errors import ChecksumError, FormatError
-from .predictors.base import DEFAULT_MAX_STREAMS, DEFAULT_MIN_STREAM_LEN, Predictor
+from ..format import coding, container
+from ..format.container import Header
+from ..errors import ChecksumError, FormatError
+from ..predictors.base import DEFAULT_MAX_STREAMS, DEFAULT_MIN_STREAM_LEN, Predictor
 
 Progress = Optional[Callable[[int], None]]
 

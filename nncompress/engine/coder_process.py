@@ -13,7 +13,7 @@ byte coded); the child's stdin/stdout carry only small pickled messages:
     ("end",)                      the worker answers ("ok", words, ideal bits) or ("error", text)
     ("quit",)
 A slot is reused only after its ack, so memory stays bounded. The worker imports only numpy,
-constriction and nncompress.coding, and ignores Ctrl-C (the main process cleans up).
+constriction and nncompress.format.coding, and ignores Ctrl-C (the main process cleans up).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import tempfile
 
 import numpy as np
 
-from . import coding
+from ..format import coding
 
 SLOT_ROWS = 2048
 N_SLOTS = 3
@@ -79,7 +79,7 @@ class CoderProcess:
     """A worker process that quantises and range-codes the segments of one encoder.
 
     Its failures are OSErrors (the CLI reports them in one line). It is a plain
-    `python -m nncompress.coder_process` child (not multiprocessing, which would
+    `python -m nncompress.engine.coder_process` child (not multiprocessing, which would
     re-import the caller's main module), in its own session so that Ctrl-C reaches only the main
     process, which then closes it. The slots are an anonymous temporary file mapped by both."""
 
@@ -90,7 +90,7 @@ class CoderProcess:
         self._mmap, self._buf = _slots(self._file.fileno(), slot_rows, n_slots)
         fd = self._file.fileno()
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "nncompress.coder_process", str(fd), str(slot_rows), str(n_slots)],
+            [sys.executable, "-m", "nncompress.engine.coder_process", str(fd), str(slot_rows), str(n_slots)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(fd,), start_new_session=True)
         self._slot, self._fill, self._sym = 0, 0, []
         self._outstanding = 0
