@@ -193,9 +193,13 @@ def quantize_model(cfg: dict, sd: dict) -> dict:
 
 class ExactFSRNN:
     """Steps S streams of the integer model. All arrays are int64 (weights as float64 copies of
-    integers, for the exact products)."""
+    integers, for the exact products). On the numpy backend the elementwise work of a step runs
+    in compiled kernels (fused.py, the same integers) unless `use_kernels` is False."""
 
-    def __init__(self, cfg: dict, q: dict, backend: str = "numpy", device: str = "cpu"):
+    use_kernels = True
+
+    def __init__(self, cfg: dict, q: dict, backend: str = "numpy", device: str = "cpu",
+                 use_kernels: bool | None = None):
         self.cfg = cfg
         self.ops = o = ops_for(backend, device)
         self.k = cfg["k"]
@@ -205,6 +209,11 @@ class ExactFSRNN:
         self.eps = int(round(cfg["ln_eps"] * (1 << (2 * FRAC))))
         self.keep_h = int(round(cfg["zoneout_h"] * (1 << 15)))
         self.keep_c = int(round(cfg["zoneout_c"] * (1 << 15)))
+        if use_kernels is not None:
+            self.use_kernels = use_kernels
+        self._fused = o.name == "numpy" and self.use_kernels
+        if self._fused:
+            from . import fused  # noqa: F401 - compiles or loads the kernels now
         self.p = {}
         for name, v in q.items():
             if isinstance(v, (int, np.integer)):
@@ -246,6 +255,8 @@ class ExactFSRNN:
         zx: (S, 4n) Q16 input part incl. bias; h: (S, n) Q14; cs: (S, n) Q16."""
         n = h.shape[-1]
         z = zx + self._mm(h, f"{c}.Wh", f"{c}.sh")                     # (S, 4n) Q16
+        if self._fused:
+            return self._cell_fused(c, z, h, cs)
         S = z.shape[0]
         y4, sd4 = self._ln_y(z.reshape(S, 4, n), n)
         g = ((y4 * self.p[f"{c}.ln_gain"].reshape(4, n)) >> FRAC) \
@@ -268,9 +279,34 @@ class ExactFSRNN:
                             "tj": tj, "yc": yc, "sdc": sdc, "tl": tl, "so": so}
         return h_out, c_out
 
+    def _cell_fused(self, c, z, h, cs):
+        """_cell's work after the product in one compiled pass (fused.cell): the same integers."""
+        from . import fused
+        S, n = h.shape
+        e = np.empty
+        h_out, c_out = e((S, n), np.int64), e((S, n), np.int64)
+        t = {"h": h, "cs": cs, "y4": e((S, 4, n), np.int64), "sd4": e((S, 4), np.int64),
+             "sf": e((S, n), np.int64), "si": e((S, n), np.int64), "tj": e((S, n), np.int64),
+             "yc": e((S, n), np.int64), "sdc": e(S, np.int64), "tl": e((S, n), np.int64),
+             "so": e((S, n), np.int64)}
+        p = self.p
+        fused.cell(np.ascontiguousarray(z), np.ascontiguousarray(h),
+                         np.ascontiguousarray(cs), p[f"{c}.ln_gain"], p[f"{c}.ln_bias"],
+                         p[f"{c}.lnc_gain"], p[f"{c}.lnc_bias"], p["lut_sigmoid"], p["lut_tanh"],
+                         self.fb, self.eps, self.keep_h, self.keep_c, h_out, c_out, t["y4"],
+                         t["sd4"], t["sf"], t["si"], t["tj"], t["yc"], t["sdc"], t["tl"], t["so"])
+        if self.tape is not None:
+            self.tape[c] = t
+        return h_out, c_out
+
     def _weights(self, hF):
         """Output layer and integer softmax: (S, F) Q14 -> (S, 256) weights summing < 2**38."""
         logits = self._mm(hF, "out_W", "out_sw") + self.p["out_b"]   # Q16
+        if self._fused:
+            from . import fused
+            out = np.empty(logits.shape, dtype=np.int64)
+            fused.softmax_weights(np.ascontiguousarray(logits), self.p["lut_exp"], out)
+            return out
         d = self.ops.rowmax(logits)[:, None] - logits                # >= 0
         idx = self.ops.clamp(d >> LUT_SHIFT, 0, EXP_ENTRIES - 1)
         return self.p["lut_exp"][idx]

@@ -1,0 +1,146 @@
+"""Compiled elementwise parts of the exact FS-LSTM step (numba): the same integers as exact.py.
+
+`exact.ExactFSRNN` on the numpy backend spends most of a step in elementwise int64 work over
+(streams x 4n) arrays: LayerNorm's mean, variance, integer square root and floor division, the
+clamps, the table lookups and the cell update, each a separate numpy pass with its temporaries.
+`cell` does all of one cell's work after its matrix product in one pass over the streams, and
+`softmax_weights` the output layer's table lookup. The matrix products stay in exact.py.
+
+Same integers: every operation is the one exact.py writes, in int64 (numba's `//` and `>>` on
+signed integers floor as numpy's do; the integer square root is corrected to the exact one as
+in exact.py), with no parallel loops and no fastmath. `tests/test_fslstm_fused.py` steps both
+side by side, extreme values included. `exact.ExactFSRNN.use_kernels = False` selects the
+reference.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from . import exact
+
+_FRAC = exact.FRAC
+_ACT = exact.ACT
+_LUT_OUT = exact.LUT_OUT
+_LUT_SHIFT = exact.LUT_SHIFT
+_LUT_HALF = exact.LUT_HALF
+_EXP_ENTRIES = exact.EXP_ENTRIES
+_Z = exact.Z_CLAMP
+_C = exact.C_CLAMP
+
+
+@njit(cache=True, inline="always")
+def _isqrt(v):
+    r = np.int64(math.sqrt(np.float64(v)))
+    while r * r > v:
+        r -= 1
+    while (r + 1) * (r + 1) <= v:
+        r += 1
+    return r
+
+
+@njit(cache=True, inline="always")
+def _lut_index(x):
+    i = x >> _LUT_SHIFT
+    if i < -_LUT_HALF:
+        i = -_LUT_HALF
+    elif i > _LUT_HALF - 1:
+        i = _LUT_HALF - 1
+    return i + _LUT_HALF
+
+
+@njit(cache=True, inline="always")
+def _ln_row(src, base, n, eps, y, ybase):
+    """exact._ln_y of src[base:base+n] (clamped to |z| <= Z_CLAMP) into y[ybase:ybase+n];
+    returns the standard deviation (Q16)."""
+    tot = np.int64(0)
+    for j in range(n):
+        v = src[base + j]
+        if v < -_Z:
+            v = -_Z
+        elif v > _Z:
+            v = _Z
+        tot += v
+    mean = tot // n
+    ss = np.int64(0)
+    for j in range(n):
+        v = src[base + j]
+        if v < -_Z:
+            v = -_Z
+        elif v > _Z:
+            v = _Z
+        d = v - mean
+        ss += d * d
+    sd = _isqrt(ss // n + eps)
+    for j in range(n):
+        v = src[base + j]
+        if v < -_Z:
+            v = -_Z
+        elif v > _Z:
+            v = _Z
+        y[ybase + j] = ((v - mean) << _FRAC) // sd
+    return sd
+
+
+@njit(cache=True)
+def cell(z, h, cs, ln_gain, ln_bias, lnc_gain, lnc_bias, lut_sig, lut_tanh, fb, eps, kh, kc,
+         h_out, c_out, y4, sd4, sf, si, tj, yc, sdc, tl, so):
+    """One cell after its product (exact.ExactFSRNN._cell): z (S, 4n) Q16 pre-activations with
+    the input part added, h (S, n) Q14, cs (S, n) Q16. Writes h_out, c_out and the tape
+    (y4 (S, 4, n), sd4 (S, 4), sf, si, tj, yc, tl, so (S, n), sdc (S,))."""
+    S, n = h.shape
+    yrow = np.empty(4 * n, dtype=np.int64)
+    crow = np.empty(n, dtype=np.int64)
+    ycrow = np.empty(n, dtype=np.int64)
+    for s in range(S):
+        zs = z[s]
+        for g in range(4):
+            sd4[s, g] = _ln_row(zs, g * n, n, eps, yrow, g * n)
+        for j in range(n):
+            for g in range(4):
+                y4[s, g, j] = yrow[g * n + j]
+            gi = ((yrow[j] * ln_gain[j]) >> _FRAC) + ln_bias[j]
+            gj = ((yrow[n + j] * ln_gain[n + j]) >> _FRAC) + ln_bias[n + j]
+            gf = ((yrow[2 * n + j] * ln_gain[2 * n + j]) >> _FRAC) + ln_bias[2 * n + j]
+            vf = lut_sig[_lut_index(gf + fb)]
+            vi = lut_sig[_lut_index(gi)]
+            vj = lut_tanh[_lut_index(gj)]
+            c = ((cs[s, j] * vf) >> _LUT_OUT) + ((vi * vj) >> (2 * _LUT_OUT - _FRAC))
+            if c < -_C:
+                c = -_C
+            elif c > _C:
+                c = _C
+            crow[j] = c
+            sf[s, j] = vf
+            si[s, j] = vi
+            tj[s, j] = vj
+        sdc[s] = _ln_row(crow, 0, n, eps, ycrow, 0)
+        for j in range(n):
+            go = ((yrow[3 * n + j] * ln_gain[3 * n + j]) >> _FRAC) + ln_bias[3 * n + j]
+            lc = ((ycrow[j] * lnc_gain[j]) >> _FRAC) + lnc_bias[j]
+            vt = lut_tanh[_lut_index(lc)]
+            vo = lut_sig[_lut_index(go)]
+            hn = (vt * vo) >> (2 * _LUT_OUT - _ACT)
+            h_out[s, j] = (kh * h[s, j] + ((1 << 15) - kh) * hn) >> 15
+            c_out[s, j] = (kc * cs[s, j] + ((1 << 15) - kc) * crow[j]) >> 15
+            yc[s, j] = ycrow[j]
+            tl[s, j] = vt
+            so[s, j] = vo
+
+
+@njit(cache=True)
+def softmax_weights(logits, lut_exp, out):
+    """exact.ExactFSRNN._weights after the product: lut_exp[clamp((max - logit) >> 6)]."""
+    S, V = logits.shape
+    for s in range(S):
+        m = logits[s, 0]
+        for v in range(1, V):
+            if logits[s, v] > m:
+                m = logits[s, v]
+        for v in range(V):
+            i = (m - logits[s, v]) >> _LUT_SHIFT
+            if i > _EXP_ENTRIES - 1:
+                i = _EXP_ENTRIES - 1
+            out[s, v] = lut_exp[i]
