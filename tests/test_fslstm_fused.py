@@ -82,3 +82,32 @@ def test_shipped_model_with_full_dynamic_evaluation_is_unchanged(monkeypatch):
 
     for a, b in zip(tables(False), tables(True)):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("k,scale", [(3, 1.0), (3, 40.0)])
+def test_backward_kernel_gives_the_reference_gradients(k, scale):
+    """Full dynamic evaluation's segment gradients (backward.SegmentGrads) with and without the
+    kernels, on random losses large enough to reach the delta clamps at scale 40."""
+    from nncompress.predictors.fslstm import backward
+    cfg, q = _q(k=k, seed=10 + k, scale=scale)
+    rng = np.random.default_rng(k)
+    symbols = rng.integers(0, 256, size=(12, 6)).astype(np.int64)
+    errs = [rng.integers(-(1 << 16), 1 << 16, size=(6, 256)).astype(np.int64)
+            for _ in range(symbols.shape[0] + 1)]
+    grads = []
+    for use in (False, True):
+        net = exact.ExactFSRNN(cfg, q, use_kernels=use)
+        net.record = True
+        g = backward.SegmentGrads(net)
+        net.start(6)
+        g.add(errs[0], net.hF, None)
+        for t in range(symbols.shape[0]):
+            a = 6 - t // 5
+            net.step(symbols[t, :a])
+            g.add(errs[t + 1][:a], net.hF, net.tape)
+        grads.append(g.backward())
+    ref, got = grads
+    assert ref.keys() == got.keys()
+    for name in ref:
+        assert np.array_equal(np.asarray(ref[name]), np.asarray(got[name])), name
+    assert any(np.abs(np.asarray(v)).max() > 0 for v in ref.values())

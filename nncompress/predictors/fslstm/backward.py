@@ -143,6 +143,17 @@ class SegmentGrads:
         n = tp["h"].shape[-1]
         A = tp["h"].shape[0]
         kh, kc = net.keep_h, net.keep_c
+        if net._fused:   # the same integers in one compiled pass (fused.cell_back)
+            from . import fused
+            dz = np.empty((A, 4 * n), dtype=np.int64)
+            dh_prev, dcs = np.empty((A, n), dtype=np.int64), np.empty((A, n), dtype=np.int64)
+            c_ = np.ascontiguousarray
+            fused.cell_back(c_(dh_out), c_(dc_out), c_(tp["cs"]), tp["y4"], tp["sd4"], tp["sf"],
+                            tp["si"], tp["tj"], tp["yc"], tp["sdc"], tp["tl"], tp["so"],
+                            p[f"{c}.ln_gain"], p[f"{c}.lnc_gain"], kh, kc, dz, dh_prev, dcs)
+            dh_prev = self._clamp(dh_prev + o.mm_shift(dz, _t(p[f"{c}.Wh"]), p[f"{c}.sh"]))
+            self._queue(f"{c}.Wh", tp["h"], dz)
+            return dz, dh_prev, dcs
         one = 1 << 15
         dh_new = (dh_out * (one - kh)) >> 15
         dh_prev = (dh_out * kh) >> 15

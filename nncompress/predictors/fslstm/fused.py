@@ -144,3 +144,71 @@ def softmax_weights(logits, lut_exp, out):
             if i > _EXP_ENTRIES - 1:
                 i = _EXP_ENTRIES - 1
             out[s, v] = lut_exp[i]
+
+
+# ------------------------------------------------------------------ backward (backward.py)
+
+_D = 1 << 26        # backward.D_CLAMP
+_T = 1 << 36        # backward.T_CLAMP
+
+
+@njit(cache=True, inline="always")
+def _clip(x, lim):
+    if x < -lim:
+        return -lim
+    if x > lim:
+        return lim
+    return x
+
+
+@njit(cache=True, inline="always")
+def _ln_back_row(dg, y, base, sd, gain, gbase, n, out, obase):
+    """backward.SegmentGrads._ln_back of one row: dg[base:base+n] (Q20), LayerNorm outputs
+    y[base:base+n], their standard deviation sd and gains gain[gbase:gbase+n]; writes dz."""
+    s1 = np.int64(0)
+    s2 = np.int64(0)
+    for j in range(n):
+        dy = (dg[base + j] * gain[gbase + j]) >> _FRAC
+        s1 += dy
+        s2 += (dy * y[base + j]) >> _FRAC
+    m1 = s1 // n
+    m2 = s2 // n
+    for j in range(n):
+        dy = (dg[base + j] * gain[gbase + j]) >> _FRAC
+        t = _clip(dy - m1 - ((y[base + j] * m2) >> _FRAC), _T)
+        out[obase + j] = _clip((t << _FRAC) // sd, _D)
+
+
+@njit(cache=True)
+def cell_back(dh_out, dc_out, cs, y4, sd4, sf, si, tj, yc, sdc, tl, so, ln_gain, lnc_gain,
+              kh, kc, dz, dh_prev, dcs):
+    """backward.SegmentGrads._cell_back up to the product with the recurrent matrix: writes
+    dz (A, 4n), dh_prev (A, n: the zoneout share only; the caller adds dz Wh^T and clamps) and
+    dcs (A, n)."""
+    A, n = dh_out.shape
+    one = np.int64(1 << 15)
+    full = np.int64(1 << 30)
+    dlc = np.empty(n, dtype=np.int64)
+    dcn = np.empty(n, dtype=np.int64)
+    dg = np.empty(4 * n, dtype=np.int64)
+    yrow = np.empty(4 * n, dtype=np.int64)
+    for a in range(A):
+        for j in range(n):
+            dhn = (dh_out[a, j] * (one - kh)) >> 15
+            dh_prev[a, j] = (dh_out[a, j] * kh) >> 15
+            vs, vt = so[a, j], tl[a, j]
+            dlc[j] = (((dhn * vs) >> 15) * ((full - vt * vt) >> 15)) >> 15
+            dg[3 * n + j] = (((dhn * vt) >> 15) * ((vs * (one - vs)) >> 15)) >> 15
+        _ln_back_row(dlc, yc[a], 0, sdc[a], lnc_gain, 0, n, dcn, 0)
+        for j in range(n):
+            dc = _clip(((dc_out[a, j] * (one - kc)) >> 15) + dcn[j], _D)
+            vf, vi, vj = sf[a, j], si[a, j], tj[a, j]
+            dcs[a, j] = _clip(((dc_out[a, j] * kc) >> 15) + ((dc * vf) >> 15), _D)
+            dg[2 * n + j] = (((dc * cs[a, j]) >> _FRAC) * ((vf * (one - vf)) >> 15)) >> 15
+            dg[j] = (((dc * vj) >> 15) * ((vi * (one - vi)) >> 15)) >> 15
+            dg[n + j] = (((dc * vi) >> 15) * ((full - vj * vj) >> 15)) >> 15
+        for g in range(4):
+            for j in range(n):
+                yrow[g * n + j] = y4[a, g, j]
+        for g in range(4):
+            _ln_back_row(dg, yrow, g * n, sd4[a, g], ln_gain, g * n, n, dz[a], g * n)
