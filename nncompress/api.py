@@ -17,12 +17,13 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Optional
 
-from . import engine, levels, models
-from .format import container, limits
+from . import engine, levels
+from .format import container, frames, limits
 from .format.container import Header
 from .engine import Progress, RunStats
 from .errors import FormatError, NNCError
-from .predictors.base import stream_limits
+from .predictors import registry
+from .predictors import spec as specs
 
 
 def _stream_count(pred, n: int, streams: Optional[int]) -> int:
@@ -32,9 +33,10 @@ def _stream_count(pred, n: int, streams: Optional[int]) -> int:
         if isinstance(streams, bool) or not isinstance(streams, int) or streams < 1:
             raise ValueError(f"streams must be a positive integer, not {streams!r}")
         s = engine.fit_streams(n, min(streams, limits.MAX_STREAMS + 1))
-    else:
-        s = engine.choose_streams(n, *stream_limits(pred))
-    cap = models.stream_cap(pred.identity.settings)
+    lim = registry.stream_limits(pred)
+    if streams is None:
+        s = engine.choose_streams(n, lim.min_stream_len, lim.max_streams)
+    cap = lim.cap
     if s > cap:
         why = " with full dynamic evaluation" if cap < limits.MAX_STREAMS else ""
         raise ValueError(f"at most {cap} streams can be coded{why}, not {streams}")
@@ -94,7 +96,8 @@ def _length(f: BinaryIO) -> int:
 def compress_stream(src: BinaryIO, dst: BinaryIO, *, level: Optional[int] = None,
                     model: Optional[str] = None, device: str = "auto",
                     streams: Optional[int] = None, segment_steps: Optional[int] = None,
-                    progress: Progress = None, dynamic_eval=None, predictor=None) -> RunStats:
+                    progress: Progress = None, dynamic_eval=None, predictor=None,
+                    coder_process: Optional[bool] = None) -> RunStats:
     """Compresses the whole seekable binary file `src` (from offset 0) into `dst`.
 
     `level` 1..9 (default 6, nncompress.levels) or `model`, a predictor spec, chooses the
@@ -104,12 +107,16 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, *, level: Optional[int] = None
     steps, "lr": float, "decay": float, "eps": float}. The settings used are recorded in the
     header; decoding needs nothing but the file and the model. `predictor`: an already built
     predictor in its initial state, instead of a level or model (Compressor passes one).
+    `coder_process`: range-code in a second process (None: for inputs of 1 MiB or more on a
+    machine with 2 or more cores; False where other processes already fill the cores); the bytes
+    are the same either way.
     Raises ValueError for a stream count or segment length the predictor or format cannot take."""
     if predictor is None:
         return Compressor(level, model=model, device=device, streams=streams,
                           dynamic_eval=dynamic_eval).compress_stream(
-            src, dst, progress=progress, segment_steps=segment_steps)
-    models.check_predictor(predictor)
+            src, dst, progress=progress, segment_steps=segment_steps,
+            coder_process=coder_process)
+    registry.check_predictor(predictor)
     src.seek(0)
     n = _length(src)
     s = _stream_count(predictor, n, streams)
@@ -120,7 +127,8 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, *, level: Optional[int] = None
         problem = limits.layout_problem(n, s, segment_steps)
         if problem:
             raise ValueError(f"segment_steps {segment_steps}: {problem}")
-    return engine.encode(src, n, dst, predictor, s, segment_steps, progress)
+    return engine.encode(src, n, dst, predictor, s, segment_steps, progress,
+                         coder_process=coder_process)
 
 
 @_only_nnc_errors
@@ -140,16 +148,17 @@ def predictor_for(header: Header, *, model: Optional[str] = None, device: str = 
     before anything is decoded when it is not available. `model` names extra model files or
     folders ("+"-separated) to look in."""
     extra = []
-    for part in (model.split(models.ENSEMBLE_SEP) if model else []):
-        if part in models.BUILTIN or part in models.STAGES:
-            continue
-        extra.append(part if os.path.exists(part) else str(models.resolve(part).path))
-    cap = models.stream_cap(header.settings)
+    for part in (specs.parse_spec(model).members if model else []):
+        if os.path.exists(part):
+            extra.append(part)
+        elif not specs.resolve(part).builtin:
+            extra.append(str(specs.resolve(part).path))
+    node = registry.check_header(header.predictor_name, header.model_sha256, header.settings)
+    cap = node.stream_limits().cap
     if header.n_streams > cap:
         raise FormatError(f"unsupported .nnc header ({header.n_streams} streams; this predictor "
                           f"codes at most {cap})")
-    return models.predictor_for_header(header.predictor_name, header.model_sha256,
-                                       header.settings, extra, device)
+    return registry.rebuild(node, extra, device)
 
 
 def decompress_stream(src: BinaryIO, sink: BinaryIO, *, model: Optional[str] = None,
@@ -192,7 +201,7 @@ def cross_entropy(data: bytes, *, model: Optional[str] = None, device: str = "au
     data = _bytes(data)
     if not data:
         return 0.0
-    pred = models.build_predictor(model, device=device, dynamic_eval=dynamic_eval)
+    pred = specs.build_predictor(model, device=device, dynamic_eval=dynamic_eval)
     stats = engine.measure(io.BytesIO(data), len(data), pred, _stream_count(pred, len(data), streams))
     return stats.ideal_bits / len(data)
 
@@ -231,13 +240,13 @@ def info(src: BinaryIO) -> FileInfo:
 # reusable objects (the one-shot functions above are conveniences over these)
 
 def _preset(level, model, dynamic_eval):
-    """(spec, dynamic_eval, levels.Level or None) for a Compressor's arguments."""
+    """(predictors.spec.Spec, levels.Level or None) for a Compressor's arguments."""
     if model is not None and level is not None:
         raise ValueError("give a level or a model, not both")
     if model is not None:
-        return model, dynamic_eval, None
+        return specs.parse_spec(model, dynamic_eval), None
     lv = levels.get(levels.DEFAULT_LEVEL if level is None else level)
-    return lv.spec, (lv.dynamic_eval if dynamic_eval is None else dynamic_eval), lv
+    return specs.parse_spec(lv.spec, dynamic_eval), lv
 
 
 def _fresh(template):
@@ -260,9 +269,9 @@ class Compressor:
 
     def __init__(self, level: Optional[int] = None, *, model: Optional[str] = None,
                  device: str = "auto", streams: Optional[int] = None, dynamic_eval=None):
-        spec, de, self.level = _preset(level, model, dynamic_eval)
+        spec, self.level = _preset(level, model, dynamic_eval)
         self.streams = streams
-        self._template = models.build_predictor(spec, device=device, dynamic_eval=de)
+        self._template = specs.build_predictor(spec, device=device)
 
     @property
     def identity(self):
@@ -275,21 +284,27 @@ class Compressor:
         predictor or the format cannot take the `streams` asked for)."""
         s = self.streams
         if s is None and self.level is not None and self.level.stream_bytes is not None:
-            s = levels.streams_for(self.level, n, *stream_limits(self._template))
+            lim = registry.stream_limits(self._template)
+            s = levels.streams_for(self.level, n, lim.min_stream_len, lim.max_streams)
         return _stream_count(self._template, n, s)
 
     def compress_stream(self, src: BinaryIO, dst: BinaryIO, *, progress: Progress = None,
-                        segment_steps: Optional[int] = None) -> RunStats:
-        """Compresses the whole seekable binary file `src` into `dst`."""
+                        segment_steps: Optional[int] = None,
+                        coder_process: Optional[bool] = None) -> RunStats:
+        """Compresses the whole seekable binary file `src` into `dst` (`coder_process`: see
+        compress_stream)."""
         src.seek(0)
         return compress_stream(src, dst, streams=self.stream_count(_length(src)),
                                segment_steps=segment_steps, progress=progress,
-                               predictor=_fresh(self._template))
+                               predictor=_fresh(self._template), coder_process=coder_process)
 
-    def compress(self, data, *, segment_steps: Optional[int] = None) -> bytes:
-        """`data` (bytes-like) as a complete .nnc file."""
+    def compress(self, data, *, segment_steps: Optional[int] = None,
+                 coder_process: Optional[bool] = None) -> bytes:
+        """`data` (bytes-like) as a complete .nnc file (a single version-4 body; the framed
+        version 5 is written by nncompress.parallel and the CLI)."""
         out = io.BytesIO()
-        self.compress_stream(io.BytesIO(_bytes(data)), out, segment_steps=segment_steps)
+        self.compress_stream(io.BytesIO(_bytes(data)), out, segment_steps=segment_steps,
+                             coder_process=coder_process)
         return out.getvalue()
 
 
@@ -310,10 +325,43 @@ class Decompressor:
 
     def decompress_stream(self, src: BinaryIO, sink: BinaryIO, *,
                           progress: Progress = None) -> RunStats:
-        """Decodes the .nnc data in `src` into the seekable binary file `sink`."""
+        """Decodes the .nnc data in `src` (any version) into the seekable binary file `sink`."""
+        framed, head, src = frames.open_member(src)
+        if framed:
+            return self._decode_framed(src, head, sink)
         header = read_header(src)
         return decompress_stream(src, sink, header=header, predictor=self._predictor(header),
                                  progress=progress)
+
+    @_only_nnc_errors
+    def _decode_framed(self, src: BinaryIO, head: bytes, sink: BinaryIO) -> RunStats:
+        """A version-5 file, frame by frame in this process (nncompress.parallel runs the frames
+        in worker processes)."""
+        import time
+        t0 = time.perf_counter()
+        reader = frames.Reader(src, head)
+        check = frames.ContentCheck()
+        stats = RunStats()
+        for item in reader.frames():
+            if isinstance(item, frames.MemberEnd):
+                check.check(reader)
+                continue
+            if frames.is_v5(item.body[:6]):
+                raise FormatError("corrupt .nnc data (a frame does not hold a version 1-4 body)")
+            body = io.BytesIO(item.body)
+            header = read_header(body)
+            if header.original_length != item.n:
+                raise FormatError("corrupt .nnc data (a frame's length does not match its record)")
+            part = io.BytesIO()
+            st = decompress_stream(body, part, header=header, predictor=self._predictor(header))
+            data = part.getvalue()
+            check.update(data)
+            sink.write(data)
+            stats.original_bytes += len(data)
+            stats.n_segments += st.n_segments
+            stats.n_streams = stats.n_streams if stats.n_segments > st.n_segments else st.n_streams
+        stats.seconds = time.perf_counter() - t0
+        return stats
 
     def decompress(self, data) -> bytes:
         """A complete .nnc file (bytes-like) decoded; NNCError subclasses for anything else."""

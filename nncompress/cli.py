@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import io
 import os
 import shutil
 import signal
@@ -23,9 +24,10 @@ from typing import BinaryIO, Iterator, Optional
 
 import click
 
-from . import __version__, api, levels, models
-from .format import container, limits
+from . import __version__, api, levels, parallel
+from .format import container, frames, limits
 from .errors import NNCError
+from .predictors import spec as specs
 
 SUFFIX = ".nnc"
 STDIO = "-"
@@ -215,6 +217,44 @@ def _copy_to_fd(src: BinaryIO, out: BinaryIO) -> None:
             view = view[os.write(fd, view):]
 
 
+def _fd_writer(out: BinaryIO):
+    """A write function for standard output that hands each piece to the file descriptor at
+    once (os.write, looping over partial writes: a reader that goes away raises
+    BrokenPipeError), or to `out.write` where there is no descriptor."""
+    try:
+        out.flush()
+        fd = out.fileno()
+    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+        return out.write
+
+    def write(b: bytes) -> None:
+        view = memoryview(b)
+        while view:
+            view = view[os.write(fd, view):]
+    return write
+
+
+@contextlib.contextmanager
+def _framed_output(target: Optional[Path], force: bool, mode: int) -> Iterator:
+    """A write function for framed output: to standard output piece by piece (streaming, nothing
+    spooled), or to a temporary file renamed to `target` only if the block finishes."""
+    if target is None:
+        try:
+            yield _fd_writer(_stdout())
+            _stdout().flush()
+        except BrokenPipeError:
+            _silence_stdout()
+            raise _Fail("standard output: broken pipe") from None
+        return
+    with _atomic_output(target, force, mode) as tmp:
+        yield tmp.write
+
+
+def _open_nnc(fin: BinaryIO) -> tuple[bool, bytes, BinaryIO]:
+    """(framed?, head, file to read): see frames.open_member."""
+    return frames.open_member(fin)
+
+
 @contextlib.contextmanager
 def _atomic_output(target: Optional[Path], force: bool, mode: int = 0o644) -> Iterator[BinaryIO]:
     """A seekable file to write; becomes `target` (or goes to stdout when target is None) only if
@@ -333,6 +373,18 @@ def _seekable_input(path: str) -> Iterator[BinaryIO]:
 
 
 @contextlib.contextmanager
+def _framed_input(path: str) -> Iterator[tuple[BinaryIO, Optional[int]]]:
+    """The input to read frame by frame, and its length when it is a regular file (standard
+    input and other non-regular files are read as they come, never spooled)."""
+    if path == STDIO:
+        yield _stdin(), None
+        return
+    with open(path, "rb") as f:
+        st = os.fstat(f.fileno())
+        yield f, (st.st_size if stat.S_ISREG(st.st_mode) else None)
+
+
+@contextlib.contextmanager
 def _errors(name: str) -> Iterator[None]:
     """Turns data and I/O errors into one line on stderr and exit status 1."""
     try:
@@ -393,12 +445,14 @@ def _files_equal(a: BinaryIO, b: BinaryIO) -> bool:
             return True
 
 
-model_opt = click.option("--model", "-m", metavar="NAME|PATH", default=None,
-                         help=f"Predictor: a built-in name, a model in models/, a model file, or "
-                              f"an ensemble A+B; a final +cm adds context mixing over the bits "
-                              f"(context models, match model, APM), a final +match only the "
-                              f"long-range match model. "
-                              f"Instead of a level (-6 is {models.DEFAULT_MODEL}). When decoding, the "
+model_opt = click.option("--model", "-m", metavar="SPEC", default=None,
+                         help=f"Predictor: a built-in context model (ctx1, ctx2) or order0, a "
+                              f"model name, a model file, or an ensemble A+B; a final +cm adds "
+                              f"the context-mixing stage (context models, match model, APM over "
+                              f"the bits), a final +match only the long-range match model; a "
+                              f"suffix :static, :de, :de-out or :de-full sets the FS-LSTM's "
+                              f"dynamic evaluation. "
+                              f"Instead of a level (-6 is {specs.DEFAULT_SPEC}). When decoding, the "
                               "file's own model is used; --model only says where to find its file.")
 device_opt = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                           show_default=True, help="Where the neural predictor runs. The output "
@@ -409,6 +463,30 @@ quiet_opt = click.option("-q", "--quiet", is_flag=True, help="Print nothing but 
 force_opt = click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 stdout_opt = click.option("-c", "--stdout", "to_stdout", is_flag=True,
                           help="Write to standard output.")
+threads_opt = click.option("-T", "--threads", "threads", type=click.IntRange(0, 4096), default=1,
+                           show_default=True, metavar="N",
+                           help="Code frames in N worker processes (0: one per core), each "
+                           "loading the model once and holding one predictor (about the memory "
+                           "of a one-process run per worker). The output is the same for any N.")
+cluster_opt = click.option("--cluster", metavar="ADDRESS", default=None,
+                           help="Run the frames as tasks on a Dask distributed scheduler "
+                           "(tcp://host:8786; needs nncompress[cluster] here and on every "
+                           "worker). The output is the same as a local run.")
+
+
+def _frame_size(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return parallel.parse_size(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+frame_size_opt = click.option("--frame-size", metavar="SIZE", default=None, callback=_frame_size,
+                              help="Bytes per frame, with K, M or G (binary: 1M = 1 MiB); every "
+                              "frame is coded on its own, so smaller frames let more workers "
+                              "share an input and cost some ratio. Default: the level's.")
 
 
 # ---------------------------------------------------------------- commands
@@ -457,11 +535,15 @@ _LEVELS_EPILOG = ("\b\nLevels (default -%d; a file records the predictor and set
               help="Dynamic evaluation: adapt the output layer only (out, faster) or every weight "
               "matrix through backpropagation over each segment (full, about 2.5x slower on a "
               "CPU). Default: the model's.")
+@frame_size_opt
+@threads_opt
+@cluster_opt
 @verbose_opt
 @quiet_opt
 @_exit_on_failure
 def compress_cmd(src, dst, to_stdout, force, verify, level, model, device, ensemble, streams,
-                 dyn, de_segment, de_lr, de_decay, de_scope, verbose, quiet):
+                 dyn, de_segment, de_lr, de_decay, de_scope, frame_size, threads, cluster,
+                 verbose, quiet):
     """Compress IN into OUT (default IN.nnc; '-' is stdin/stdout). IN is kept."""
     if level is not None and (model is not None or ensemble is not None):
         raise click.UsageError("give a level (-1 .. -9) or --model/--ensemble, not both")
@@ -473,10 +555,10 @@ def compress_cmd(src, dst, to_stdout, force, verify, level, model, device, ensem
     if ensemble is not None:
         if model is not None:
             raise click.UsageError("give either --model or --ensemble")
-        parts = [p.strip() for p in ensemble.split(",") if p.strip()]
-        if len(parts) < 2:
-            raise click.UsageError("--ensemble needs at least two models, comma-separated")
-        model = "+".join(parts)
+        try:
+            model = specs.ensemble(ensemble.split(","))
+        except NNCError as e:
+            raise click.UsageError(f"--ensemble: {e}") from None
     if to_stdout or (dst is None and src == STDIO) or dst == STDIO:
         target = None
         if _stdout().isatty() and not force:
@@ -492,33 +574,32 @@ def compress_cmd(src, dst, to_stdout, force, verify, level, model, device, ensem
     if target is not None:
         _check_target(target, force)
     name = "stdin" if src == STDIO else src
-    with _errors(name), _seekable_input(src) as fin:
-        n = api._length(fin)
-        # Build the predictor and check the stream count before any output exists.
+    frame_size = frame_size or parallel.default_frame_size(level, model)
+    with _errors(name), _framed_input(src) as (fin, n):
+        # Build the predictor and check the stream count of the largest frame before any output
+        # exists (workers build their own; this one codes the frames when there are none).
         comp = api.Compressor(level, model=model, device=device, streams=streams,
                               dynamic_eval=dynamic_eval)
         try:
-            comp.stream_count(n)
+            comp.stream_count(frame_size if n is None else min(n, frame_size))
         except ValueError as e:
             raise click.UsageError(f"--streams: {e}") from None
-        with _atomic_output(target, force, _default_mode(src)) as fout, _progress(n, "compressing", quiet) as prog:
-            stats = comp.compress_stream(fin, fout, progress=prog)
-            if verify:
-                fout.seek(0)
-                with tempfile.TemporaryFile() as check:
-                    t0 = time.perf_counter()
-                    api.decompress_stream(fout, check, model=model, device=device)
-                    if not _files_equal(fin, check):
-                        raise _Fail(f"{name}: verification failed: the decoded data differs from "
-                                    "the input; nothing written")
-                    vsec = time.perf_counter() - t0
+        with _framed_output(target, force, _default_mode(src)) as write, \
+                _progress(n or 0, "compressing", quiet) as prog:
+            stats = parallel.compress_stream(
+                fin, write, level=level, model=model, device=device, streams=streams,
+                dynamic_eval=dynamic_eval, frame_size=frame_size, workers=threads,
+                cluster=cluster, verify=verify, n_bytes=n, progress=prog, compressor=comp)
         if verbose and not quiet:
+            pl = lambda k, word: f"{k} {word}{'s' if k != 1 else ''}"
             msg = (f"{name}: {stats.original_bytes} -> {stats.compressed_bytes} bytes, "
-                   f"{stats.bits_per_byte:.3f} bits/byte, {_kbps(n, stats.seconds)}, "
-                   f"{stats.n_streams} stream{'s' if stats.n_streams != 1 else ''}, "
-                   f"{stats.n_segments} segment{'s' if stats.n_segments != 1 else ''}")
+                   f"{stats.bits_per_byte:.3f} bits/byte, "
+                   f"{_kbps(stats.original_bytes, stats.seconds)}, "
+                   f"{pl(stats.n_frames, 'frame')} of up to {frame_size} bytes, "
+                   f"{pl(stats.workers, 'worker')}, {pl(stats.n_streams, 'stream')} in the first "
+                   f"frame, {pl(stats.n_segments, 'segment')}")
             if verify:
-                msg += f", verified ({_kbps(n, vsec)})"
+                msg += ", verified"
             _say(quiet, msg)
 
 
@@ -529,10 +610,12 @@ def compress_cmd(src, dst, to_stdout, force, verify, level, model, device, ensem
 @force_opt
 @model_opt
 @device_opt
+@threads_opt
+@cluster_opt
 @verbose_opt
 @quiet_opt
 @_exit_on_failure
-def decompress_cmd(src, dst, to_stdout, force, model, device, verbose, quiet):
+def decompress_cmd(src, dst, to_stdout, force, model, device, threads, cluster, verbose, quiet):
     """Decompress IN into OUT (default IN without .nnc; '-' is stdin/stdout). IN is kept."""
     if to_stdout or (dst is None and src == STDIO) or dst == STDIO:
         target = None
@@ -553,6 +636,16 @@ def decompress_cmd(src, dst, to_stdout, force, model, device, verbose, quiet):
     with _errors(name):
         fin = _stdin() if src == STDIO else open(src, "rb")
         with fin:
+            framed, head, fin = _open_nnc(fin)
+            if framed:
+                stats = _decode_framed(name, fin, head, target, force, _default_mode(src), model,
+                                       device, threads, cluster, quiet)
+                if verbose and not quiet:
+                    _say(quiet, f"{name}: {stats.original_bytes} bytes, "
+                                f"{_kbps(stats.original_bytes, stats.seconds)}, "
+                                f"{stats.n_frames} frame{'s' if stats.n_frames != 1 else ''}, "
+                                f"{stats.workers} worker{'s' if stats.workers != 1 else ''}")
+                return
             header = api.read_header(fin)
             # Find the model before creating any output: a file that cannot be decoded is refused
             # with nothing written.
@@ -568,13 +661,33 @@ def decompress_cmd(src, dst, to_stdout, force, model, device, verbose, quiet):
                         f"{stats.n_streams} stream{'s' if stats.n_streams != 1 else ''}")
 
 
+def _decode_framed(name, fin, head, target, force, mode, model, device, threads, cluster, quiet,
+                   discard=False) -> parallel.FramedStats:
+    """Decodes a version-5 input frame by frame into `target` (None: standard output; with
+    `discard`, nowhere). A cut-off input: every complete frame is decoded and checked, written
+    when the output is standard output, and the error says how much was recovered."""
+    try:
+        if discard:
+            return parallel.decompress_stream(fin, lambda b: None, model=model, device=device,
+                                              workers=threads, cluster=cluster, head=head)
+        with _framed_output(target, force, mode) as write:
+            return parallel.decompress_stream(fin, write, model=model, device=device,
+                                              workers=threads, cluster=cluster, head=head)
+    except parallel.PartialError as e:
+        where = ("written to standard output" if target is None and not discard else
+                 "nothing written" if not discard else "checked")
+        raise _Fail(f"{name}: {e}, {where}") from None
+
+
 @main.command("test")
 @click.argument("files", metavar="FILE...", nargs=-1, required=True)
 @model_opt
 @device_opt
+@threads_opt
+@cluster_opt
 @verbose_opt
 @quiet_opt
-def test_cmd(files, model, device, verbose, quiet):
+def test_cmd(files, model, device, threads, cluster, verbose, quiet):
     """Decode each FILE fully and check every checksum, writing nothing."""
     failed = 0
     for path in files:
@@ -584,6 +697,14 @@ def test_cmd(files, model, device, verbose, quiet):
             with _errors(name):
                 fin = _stdin() if path == STDIO else open(path, "rb")
                 with fin, tempfile.TemporaryFile() as sink:
+                    framed, head, fin = _open_nnc(fin)
+                    if framed:
+                        fst = _decode_framed(name, fin, head, None, False, 0, model, device,
+                                             threads, cluster, quiet, discard=True)
+                        _say(quiet, f"{name}: OK" + (
+                            f" ({fst.original_bytes} bytes, {fst.n_frames} frames, "
+                            f"{_kbps(fst.original_bytes, fst.seconds)})" if verbose else ""))
+                        continue
                     header = api.read_header(fin)
                     pred = api.predictor_for(header, model=model, device=device)
                     with _progress(header.original_length, "testing", quiet) as prog:
@@ -614,10 +735,14 @@ def info_cmd(files):
         try:
             _check_input(path)
             with _errors(path), open(path, "rb") as f:
-                fi = api.info(f)
+                framed, head, f = _open_nnc(f)
+                fi = parallel.info(f, head) if framed else api.info(f)
         except _Fail as e:
             _err(str(e))
             failed += 1
+            continue
+        if framed:
+            _info_framed(path, fi)
             continue
         h = fi.header
         model = ("built-in, no model file" if h.model_sha256 == bytes(32)
@@ -636,6 +761,33 @@ def info_cmd(files):
             f"  compressed size  {fi.compressed_bytes}\n"
             f"  bits per byte    {fi.bits_per_byte:.4f}")
     sys.exit(1 if failed else 0)
+
+
+def _info_framed(path: str, fi: "parallel.FramedInfo") -> None:
+    """`info` of a version-5 file: the frame layout, then the first frame's header."""
+    lines = [f"{_esc(path)}:",
+             f"  format version   {frames.VERSION} (frames of version-"
+             f"{fi.first.header.version if fi.first else container.FORMAT_VERSION} bodies)"]
+    if fi.members > 1:
+        lines.append(f"  members          {fi.members} (concatenated files)")
+    lines.append(f"  frames           {fi.n_frames} of up to "
+                 f"{' / '.join(map(str, fi.frame_sizes))} bytes")
+    if fi.first is not None:
+        h = fi.first.header
+        model = ("built-in, no model file" if h.model_sha256 == bytes(32)
+                 else f"model sha256 {h.model_sha256.hex()}")
+        lv = levels.level_of(h)
+        lines += [
+            f"  level            {f'-{lv}' if lv else 'none (a predictor chosen with --model)'}",
+            f"  predictor        {_esc(h.predictor_name)} ({model})",
+            f"  settings         {_esc(container.settings_bytes(h.settings).decode())}",
+            f"  coder            {container.CODER_NAMES[h.coder]}, {h.precision}-bit tables",
+            f"  streams          {h.n_streams} in the first frame",
+            f"  segments         {fi.n_segments} in all frames"]
+    lines += [f"  original size    {fi.original_bytes}",
+              f"  compressed size  {fi.compressed_bytes}",
+              f"  bits per byte    {fi.bits_per_byte:.4f}"]
+    click.echo("\n".join(lines))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,28 +13,32 @@ stream, fewer bytes per step, so slower).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional
 
 # The neural member of levels 4 to 9.
 FSLSTM = "fslstm-small-v3"
+# The default frame size of framed files (format version 5).
+FRAME_BYTES = 1 << 24
 
 
 @dataclass(frozen=True)
 class Level:
     level: int
-    spec: str                        # predictor spec (models.build_predictor)
-    dynamic_eval: Union[None, bool, dict] = None   # None: the model's own default
+    spec: str                        # predictor spec, dynamic evaluation included (predictors/spec.py)
     stream_bytes: Optional[int] = None  # bytes per stream; None: the predictor's own minimum
     summary: str = ""
+    # Original bytes per frame of a framed (version 5) file; every frame is coded on its own,
+    # so a smaller frame lets more workers share an input and costs ratio (bench/results/frames.md).
+    frame_bytes: int = FRAME_BYTES
 
 
 LEVELS: dict[int, Level] = {lv.level: lv for lv in (
     Level(1, "ctx1", summary="order-0..5 context model"),
     Level(2, "ctx1+match", summary="ctx1 refined by the long-range match model"),
     Level(3, "ctx2+cm", summary="ctx2 refined by the context-mixing stage (no neural model)"),
-    Level(4, f"{FSLSTM}+ctx2+cm", dynamic_eval=False,
+    Level(4, f"{FSLSTM}+ctx2+cm:static",
           summary="FS-LSTM (static) mixed with ctx2, context-mixing stage"),
-    Level(5, f"{FSLSTM}+ctx2+cm", dynamic_eval={"scope": "out"},
+    Level(5, f"{FSLSTM}+ctx2+cm:de-out",
           summary="as 4, the FS-LSTM's output layer adapting to the text"),
     Level(6, f"{FSLSTM}+ctx2+cm",
           summary="as 4, the whole FS-LSTM adapting to the text (default)"),

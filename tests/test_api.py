@@ -4,7 +4,7 @@ import os
 import pytest
 
 import nncompress
-from nncompress import models
+from nncompress.predictors import modelfiles, spec as specs
 from nncompress.errors import ChecksumError, FormatError, ModelError, ModelMismatchError, NNCError
 
 from conftest import canterbury_files
@@ -72,13 +72,13 @@ def test_cross_entropy_close_to_real_size():
 
 
 def test_models_registry():
-    parts, stage = models.split_spec()
-    assert [r.name for r in models.resolve_all()] == parts
-    assert "+".join(parts + [stage] * bool(stage)) == models.DEFAULT_MODEL
-    assert [r.name for r in models.resolve_all("ctx1+order0")] == ["ctx1", "order0"]
+    s = specs.parse_spec()
+    assert [r.name for r in specs.model_files(None)] == list(s.members)
+    assert str(s) == specs.DEFAULT_SPEC
+    assert [r.name for r in specs.model_files("ctx1+order0")] == ["ctx1", "order0"]
     with pytest.raises(ModelError):
-        models.resolve("ctx1+order0")
-    assert "ctx1" in models.available() and "order0" in models.available()
+        modelfiles.resolve("ctx1+order0")
+    assert "ctx1" in specs.available() and "order0" in specs.available()
 
 
 @pytest.mark.slow

@@ -69,9 +69,9 @@ def test_level_and_model_together_are_refused():
 
 
 def test_level_6_is_the_default_predictor():
-    from nncompress import models
+    from nncompress.predictors import spec as specs
     lv = levels.get(levels.DEFAULT_LEVEL)
-    assert lv.level == 6 and lv.spec == models.DEFAULT_MODEL and lv.dynamic_eval is None
+    assert lv.level == 6 and specs.parse_spec(lv.spec) == specs.parse_spec(specs.DEFAULT_SPEC)
     assert lv.stream_bytes is None
     assert levels.FAST == 1 and levels.BEST == 9 and sorted(levels.LEVELS) == list(range(1, 10))
 

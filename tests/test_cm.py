@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import nncompress
-from nncompress import engine, models
+from nncompress import engine
+from nncompress.predictors import spec as specs
 from nncompress.format import coding
 from nncompress.errors import ModelError, ModelMismatchError
 from nncompress.predictors import cm
@@ -165,6 +166,6 @@ def test_forged_settings_are_refused_before_decoding():
 
 def test_stages_only_end_a_spec():
     with pytest.raises(ModelError, match="final stage"):
-        models.build_predictor("ctx1+cm+order0")
-    assert models.split_spec("ctx1+order0+cm") == (["ctx1", "order0"], "cm")
-    assert models.split_spec("ctx1+match") == (["ctx1"], "match")
+        specs.build_predictor("ctx1+cm+order0")
+    assert specs.parse_spec("ctx1+order0+cm") == specs.Spec(("ctx1", "order0"), "cm")
+    assert specs.parse_spec("ctx1+match") == specs.Spec(("ctx1",), "match")

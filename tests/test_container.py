@@ -42,8 +42,8 @@ def test_header_round_trip_and_fixed_layout():
 
 def test_ensemble_settings_are_small_in_version_2():
     import nncompress
-    from nncompress import models
-    p = models.build_predictor("fslstm-small-v2+ctx1")   # with dynamic evaluation
+    from nncompress.predictors import spec as specs
+    p = specs.build_predictor("fslstm-small-v2+ctx1")   # with dynamic evaluation
     h = _header(predictor_name="mix", settings=p.identity.settings, version=2)
     assert len(container.pack_header(h)) < 160 < len(container.pack_header(Header(**{**h.__dict__, "version": 1})))
 
@@ -53,10 +53,10 @@ def test_default_settings_are_tiny_in_their_version(version, spec):
     """A default's description (about 700 bytes of JSON) costs a few bytes with the dictionary of
     the format version that introduced it: on a 4 KB file the header is then about 2% of the
     output instead of 10%. Version 4's dictionary still holds version 3's default."""
-    from nncompress import models
+    from nncompress.predictors import spec as specs
     if spec is None:
-        assert models.DEFAULT_MODEL == "fslstm-small-v3+ctx2+cm" and version == container.FORMAT_VERSION
-    p = models.build_predictor(spec, device="cpu")
+        assert specs.DEFAULT_SPEC == "fslstm-small-v3+ctx2+cm" and version == container.FORMAT_VERSION
+    p = specs.build_predictor(spec, device="cpu")
     h = _header(predictor_name=p.identity.name, settings=p.identity.settings, version=version)
     v2 = Header(**{**h.__dict__, "version": 2})
     assert len(container.settings_bytes(h.settings)) > 500

@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import nncompress  # noqa: E402
-from nncompress import models  # noqa: E402
+from nncompress.predictors import modelfiles, registry  # noqa: E402
 from nncompress.errors import ModelError, ModelMismatchError  # noqa: E402
 from nncompress.predictors.fslstm import dyneval, exact  # noqa: E402
 from nncompress.predictors.fslstm.predictor import FSLSTMPredictor, read_exact, save_exact  # noqa: E402
@@ -142,7 +142,7 @@ def test_torch_backend_decodes_the_numpy_file(de_model):
     blob = nncompress.compress(data, model=str(path), dynamic_eval=True, device="cpu", streams=3)
     src = io.BytesIO(blob)
     h = nncompress.read_header(src)
-    ref = models.resolve(str(path))
+    ref = modelfiles.resolve(str(path))
     pred = FSLSTMPredictor(ref.name, ref.sha256, cfg, q, device="cpu",
                            de=dyneval.DynEvalSettings.from_json(h.settings["dyneval"]),
                            backend="torch")
@@ -190,11 +190,11 @@ def test_a_model_without_statistics_is_refused(tmp_path):
 
 def test_unknown_update_arithmetic_in_a_header_is_refused(de_model):
     path, _, _ = de_model
-    ref = models.resolve(str(path))
+    ref = modelfiles.resolve(str(path))
     bad = {"arith": "exact-v1", "dyneval": {"arith": "de-out-v9", "segment": 8, "lr": 1e-3,
                                             "decay": 0.0, "eps": 1e-4}}
     with pytest.raises(ModelMismatchError, match="dynamic evaluation"):
-        models.predictor_for_header(ref.name, ref.sha256, bad, [str(path)])
+        registry.predictor_for_header(ref.name, ref.sha256, bad, [str(path)])
 
 
 def test_cli_options_reach_the_header(de_model, tmp_path):

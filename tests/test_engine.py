@@ -102,7 +102,7 @@ def test_wrong_predictor_is_detected_not_silent():
 def test_coder_process_writes_the_same_bytes(model):
     """Coding in a second process (what large inputs get) gives the in-process bytes exactly,
     across several segments and steps wider than one shared-memory slot."""
-    from nncompress import models
+    from nncompress.predictors import spec as specs
     from nncompress.engine.coder_process import SLOT_ROWS
     rng = np.random.default_rng(5)
     data = bytes(rng.integers(97, 100, 38500, dtype=np.uint8)) + b"the end" * 500  # 42000
@@ -111,7 +111,7 @@ def test_coder_process_writes_the_same_bytes(model):
     outs, bits = [], []
     for cp in (False, True):
         out = io.BytesIO()
-        st = engine.encode(io.BytesIO(data), len(data), out, models.build_predictor(model),
+        st = engine.encode(io.BytesIO(data), len(data), out, specs.build_predictor(model),
                            streams, 3, coder_process=cp)
         outs.append(out.getvalue())
         bits.append(st.ideal_bits)

@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from nncompress import models  # noqa: E402
+from nncompress.predictors import modelfiles  # noqa: E402
 from nncompress.format import coding  # noqa: E402
 from nncompress.errors import ModelError  # noqa: E402
 from nncompress.predictors.fslstm import exact  # noqa: E402
@@ -116,7 +116,7 @@ def test_model_file_round_trip_threads_and_fresh_processes(tiny, tmp_path):
     import nncompress
     assert nncompress.decompress(one, model=str(path)) == TEXT * 3
     # the torch backend (what CUDA runs) decodes the numpy backend's file
-    ref = models.resolve(str(path))
+    ref = modelfiles.resolve(str(path))
     pred = FSLSTMPredictor(ref.name, ref.sha256, cfg, q, device="cpu")
     pred.net = exact.ExactFSRNN(cfg, q, backend="torch", device="cpu")
     pred.backend = "torch"
@@ -134,9 +134,9 @@ def test_model_record_hash_is_checked(tiny, tmp_path):
     save_exact(path, cfg, q)
     (tmp_path / "m.json").write_text('{"sha256": "%s"}' % ("0" * 64))
     with pytest.raises(ModelError, match="does not match"):
-        models.resolve(str(path))
+        modelfiles.resolve(str(path))
     (tmp_path / "m.json").write_text('{"sha256": "%s"}' % hashlib.sha256(path.read_bytes()).hexdigest())
-    assert models.resolve(str(path)).sha256 == hashlib.sha256(path.read_bytes()).digest()
+    assert modelfiles.resolve(str(path)).sha256 == hashlib.sha256(path.read_bytes()).digest()
 
 
 def test_model_file_must_be_plain_data(tmp_path):

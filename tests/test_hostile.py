@@ -20,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import nncompress
-from nncompress import api, models
+from nncompress import api
+from nncompress.predictors import modelfiles, registry, spec as specs
 from nncompress.format import container, limits
 from nncompress.errors import FormatError, ModelError, NNCError
 
@@ -129,8 +130,8 @@ def test_member_name_is_never_used_as_a_path(member, monkeypatch):
     """A forged ensemble (or stage) naming a path is refused before any file is hashed or read."""
     def no_files(*a, **k):
         raise AssertionError("a model file was looked at")
-    monkeypatch.setattr(models, "file_sha256", no_files)
-    monkeypatch.setattr(models, "_ref_for_file", no_files)
+    monkeypatch.setattr(modelfiles, "file_sha256", no_files)
+    monkeypatch.setattr(modelfiles, "_ref_for_file", no_files)
     h, body = split(golden("golden-v4-default-v6.nnc"))
     s = json.loads(container.settings_bytes(h.settings))
     s["inner"]["settings"]["members"][0]["name"] = member
@@ -144,7 +145,7 @@ def test_member_name_is_never_used_as_a_path(member, monkeypatch):
 def test_ref_for_header_refuses_paths():
     for name in ("../x", "/etc/passwd", "sub/dir"):
         with pytest.raises(ModelError, match="plain"):
-            models.ref_for_header(name, b"\1" * 32)
+            modelfiles.ref_for_header(name, b"\1" * 32)
 
 
 def test_plain_names():
@@ -253,7 +254,7 @@ def _fslstm(s):
 def test_forged_default_settings_are_refused_before_building(edit, monkeypatch):
     """Forged settings in today's default's header (valid CRCs): refused, nothing allocated, no
     model file read."""
-    monkeypatch.setattr(models, "load_predictor",
+    monkeypatch.setattr(registry, "rebuild",
                         lambda *a, **k: pytest.fail("a predictor was built"))
     refused_small(_forged_default(edit), ModelError)
 
@@ -261,7 +262,7 @@ def test_forged_default_settings_are_refused_before_building(edit, monkeypatch):
 def test_nesting_depth_is_capped(monkeypatch):
     """Stages nested fifty deep (identities consistent, so only the depth limit refuses them)."""
     from nncompress.predictors.base import stage_sha256
-    monkeypatch.setattr(models, "load_predictor",
+    monkeypatch.setattr(registry, "rebuild",
                         lambda *a, **k: pytest.fail("a predictor was built"))
     name, sha, settings = "order0", bytes(32), {"limit": 65536}
     for _ in range(50):
@@ -275,7 +276,7 @@ def test_nesting_depth_is_capped(monkeypatch):
 
 def test_full_dynamic_evaluation_stream_cap_on_decode(monkeypatch):
     """A header of the default with more streams than full dynamic evaluation can code."""
-    monkeypatch.setattr(models, "load_predictor",
+    monkeypatch.setattr(registry, "rebuild",
                         lambda *a, **k: pytest.fail("a predictor was built"))
     blob = with_header(golden("golden-v4-default-v6.nnc"), length=3000, n_streams=300,
                        segment_steps=1)
@@ -284,7 +285,7 @@ def test_full_dynamic_evaluation_stream_cap_on_decode(monkeypatch):
 
 def test_writer_keeps_to_the_limits():
     with pytest.raises(ValueError, match="at most 256 streams"):
-        api.check_streams(models.build_predictor(None, device="cpu"), 10 ** 6, 300)
+        api.check_streams(specs.build_predictor(None, device="cpu"), 10 ** 6, 300)
     with pytest.raises(ValueError, match="streams"):
         nncompress.compress(b"x" * (30 * (limits.MAX_STREAMS + 1)), model="order0",
                             streams=limits.MAX_STREAMS + 1)
@@ -293,7 +294,7 @@ def test_writer_keeps_to_the_limits():
     with pytest.raises(ValueError, match="segment"):
         nncompress.compress(b"x" * 100, model="order0", segment_steps=0)
     with pytest.raises(ModelError, match="at most"):
-        models.build_predictor("ctx1+order0+ctx1+order0+ctx1")
+        specs.build_predictor("ctx1+order0+ctx1+order0+ctx1")
     from nncompress.predictors.context import ContextModel
     from nncompress.predictors.cm import CMStage
     with pytest.raises(ModelError, match="hash_bits"):
@@ -301,17 +302,21 @@ def test_writer_keeps_to_the_limits():
                             predictor=CMStage(ContextModel("ctx1"), hash_bits=24))
 
 
-def test_limit_constants_match_the_predictors():
+def test_stream_limits_follow_the_predictors():
+    """Full dynamic evaluation caps the stream count at what its backward pass keeps."""
     from nncompress.predictors.fslstm import backward
-    assert limits.FULL_DE_MAX_STREAMS == backward.MAX_STREAMS
-    assert limits.FULL_DE_MAX_SEGMENT == backward.MAX_SEGMENT
-    assert limits.STAGES == models.STAGES and limits.BUILTIN == models.BUILTIN
+    h, _ = split(golden("golden-v4-default-v6.nnc"))
+    node = registry.check_header(h.predictor_name, h.model_sha256, h.settings)
+    assert node.stream_limits().cap == backward.MAX_STREAMS
+    assert registry.check_header("ctx1", bytes(32), {}).stream_limits().cap == limits.MAX_STREAMS
+    assert sorted(registry.builtin_names()) == ["ctx1", "ctx2", "order0"]
+    assert sorted(registry.stage_names()) == ["cm", "match"]
 
 
 @pytest.mark.parametrize("name", GOLDEN)
 def test_golden_files_are_within_the_limits(name):
     h, body = split(golden(name))
-    limits.check_identity(h.predictor_name, h.model_sha256.hex(), h.settings)
+    registry.check_header(h.predictor_name, h.model_sha256, h.settings)
     container.check_body_size(h, len(body))
     assert limits.layout_problem(h.original_length, h.n_streams, h.segment_steps) is None
 

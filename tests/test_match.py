@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import nncompress
-from nncompress import engine, models
+from nncompress import engine
+from nncompress.predictors import spec as specs
 from nncompress.format import coding, container
 from nncompress.errors import ModelMismatchError
 from nncompress.predictors.match import MatchStage, len_class, p_bucket
@@ -109,5 +110,5 @@ def test_header_settings_are_used_and_checked():
 
 def test_match_only_ends_a_spec():
     with pytest.raises(nncompress.ModelError, match="final stage"):
-        models.build_predictor("match+ctx1")
-    assert [r.name for r in models.resolve_all("ctx1+order0+match")] == ["ctx1", "order0"]
+        specs.build_predictor("match+ctx1")
+    assert [r.name for r in specs.model_files("ctx1+order0+match")] == ["ctx1", "order0"]

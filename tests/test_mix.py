@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import nncompress
-from nncompress import engine, models
+from nncompress import engine
+from nncompress.predictors.context import ContextModel
 from nncompress.format import coding, container
 from nncompress.errors import ModelMismatchError
 from nncompress.predictors.base import PredictorIdentity
@@ -65,8 +66,8 @@ def test_mixer_tracks_the_better_member_per_region():
 
 def test_mixture_weights_are_exact_and_bounded():
     data = b"abracadabra, abracadabra! " * 200
-    m1 = Mixture([Order0(), models.load_predictor(models.ModelRef("ctx1"))])
-    m2 = Mixture([Order0(), models.load_predictor(models.ModelRef("ctx1"))])
+    m1 = Mixture([Order0(), ContextModel("ctx1")])
+    m2 = Mixture([Order0(), ContextModel("ctx1")])
     w1, w2 = m1.start(3), m2.start(3)
     arr = np.frombuffer(data, dtype=np.uint8).astype(np.int64)
     for t in range(300):
@@ -156,7 +157,7 @@ def test_geometric_tables_are_the_rounded_functions():
 def test_geometric_mixture_is_exact_and_bounded_with_shrinking_batches():
     data = b"abracadabra, abracadabra! " * 200
     def make():
-        return GeoMixture([Order0(), models.load_predictor(models.ModelRef("ctx1"))])
+        return GeoMixture([Order0(), ContextModel("ctx1")])
     m1, m2 = make(), make()
     w1, w2 = m1.start(3), m2.start(3)
     arr = np.frombuffer(data, dtype=np.uint8).astype(np.int64)

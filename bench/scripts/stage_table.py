@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nncompress import engine, models
+from nncompress import engine
+from nncompress.predictors import spec as specs
 from nncompress.predictors.base import PredictorIdentity
 from nncompress.predictors.cm import CMStage
 from nncompress.predictors.context import ContextModel
@@ -121,7 +122,7 @@ def main():
     print("| sample | bytes | streams | " + " | ".join(stages) + " | change |")
     print("|---|---:|---:|" + "---:|" * len(stages) + "---:|")
     for name, data in samples(shard).items():
-        fs = models.build_predictor("fslstm-small-v3", device="cpu")
+        fs = specs.build_predictor("fslstm-small-v3", device="cpu")
         streams = engine.choose_streams(len(data), 1 << 12, 64)
         path = cache / f"{name}-{fs.identity.model_sha256.hex()[:12]}-{len(data)}-{streams}.npz"
         if not path.is_file():

@@ -24,32 +24,29 @@ from typing import Protocol
 
 import numpy as np
 
+from ..format import limits
+from .schema import Schema
+
 NO_MODEL_SHA256 = bytes(32)
 
-# How a predictor may shape the default stream count (engine.choose_streams): one stream per
-# min_stream_len bytes, at most max_streams. Predictors may set these as attributes.
+# How a predictor shapes the default stream count (engine.choose_streams): one stream per
+# MIN_STREAM_LEN bytes, at most MAX_STREAMS; STREAM_CAP is the most it can code at all.
 DEFAULT_MIN_STREAM_LEN = 1 << 16
 DEFAULT_MAX_STREAMS = 64
+FORMAT_MAX_STREAMS = limits.MAX_STREAMS
 
 
-def stream_limits(predictor) -> tuple[int, int]:
-    """(min_stream_len, max_streams) of a predictor, with the defaults above."""
-    return (getattr(predictor, "min_stream_len", DEFAULT_MIN_STREAM_LEN),
-            getattr(predictor, "max_streams", DEFAULT_MAX_STREAMS))
+@dataclass(frozen=True)
+class StreamLimits:
+    min_stream_len: int = DEFAULT_MIN_STREAM_LEN
+    max_streams: int = DEFAULT_MAX_STREAMS
+    cap: int = FORMAT_MAX_STREAMS
 
-
-def int_settings(settings: dict, defaults: dict, what: str) -> dict:
-    """`defaults` updated with `settings`, which must be known keys with integer values (bools
-    refused); raises ValueError naming `what` otherwise. Range checks stay with the predictor."""
-    unknown = set(settings) - set(defaults)
-    if unknown:
-        raise ValueError(f"unknown {what} settings: {sorted(unknown)}")
-    cfg = dict(defaults)
-    for key, value in settings.items():
-        if isinstance(value, bool) or int(value) != value:
-            raise ValueError(f"{what} setting {key} must be an int, got {value!r}")
-        cfg[key] = int(value)
-    return cfg
+    @staticmethod
+    def tightest(limits: list["StreamLimits"]) -> "StreamLimits":
+        """The limits of predictors stepped together: the smallest of each."""
+        return StreamLimits(min(x.min_stream_len for x in limits),
+                            min(x.max_streams for x in limits), min(x.cap for x in limits))
 
 
 @dataclass(frozen=True)
@@ -80,3 +77,73 @@ class Predictor(Protocol):
     def start(self, n_streams: int) -> np.ndarray: ...
 
     def step(self, symbols: np.ndarray) -> np.ndarray: ...
+
+
+class Registered:
+    """What a predictor class declares for the registry (predictors/registry.py), so that a
+    header's description can be checked and rebuilt without knowing the class beforehand:
+
+    NAMES       the names its headers record (a model-file predictor records its model's name
+                instead and sets MODEL_FILE)
+    ARITH       its arithmetic tag, recorded as settings["arith"] (None: none recorded)
+    SETTINGS    its Schema: every other setting it records, with types, defaults and ranges
+    CHILDREN    None, "inner" (a final stage wrapping one predictor) or "members" (an ensemble)
+    MIN_STREAM_LEN, MAX_STREAMS, STREAM_CAP
+                its stream limits (StreamLimits); stages and ensembles take their inner
+                predictors' (stream_limits)
+
+    and builds itself from its own header identity (from_identity)."""
+    NAMES: tuple = ()
+    ARITH = None
+    SETTINGS = Schema({})
+    CHILDREN = None
+    MODEL_FILE = False
+    MIN_STREAM_LEN = DEFAULT_MIN_STREAM_LEN
+    MAX_STREAMS = DEFAULT_MAX_STREAMS
+    STREAM_CAP = FORMAT_MAX_STREAMS
+    # the message for a header whose settings["arith"] is not ARITH
+    ARITH_REFUSED = ("this file's {name} predictor has arithmetic {got}; this version of "
+                     "nncompress has {arith!r}")
+
+    @classmethod
+    def what(cls, name: str) -> str:
+        """How messages name a predictor of this class called `name`."""
+        return f"{name} predictor"
+
+    @classmethod
+    def schema(cls, name: str) -> Schema:
+        return cls.SETTINGS
+
+    @classmethod
+    def check_settings(cls, name: str, settings: dict, header: bool = False) -> dict:
+        """The settings (without "arith" and the children) checked against the schema, with
+        the defaults filled in; SettingsError otherwise."""
+        return cls.schema(name).check(cls.what(name), settings, header)
+
+    @classmethod
+    def table_bytes(cls, settings: dict) -> int:
+        """An estimate of the memory of its tables with these checked settings (children not
+        included)."""
+        return 0
+
+    @classmethod
+    def stream_limits(cls, settings: dict, children: list) -> StreamLimits:
+        """Its stream limits with these settings, given its children's (a list of
+        StreamLimits)."""
+        if children:
+            return StreamLimits.tightest(children)
+        return StreamLimits(cls.MIN_STREAM_LEN, cls.MAX_STREAMS, cls.STREAM_CAP)
+
+    @classmethod
+    def identity_sha256(cls, name: str, children: list) -> bytes:
+        """The model hash its header records, from its children's (name, model hash) pairs;
+        only stages and ensembles define it."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_identity(cls, name: str, settings: dict, children: list, source):
+        """The predictor a header describes: `settings` checked and completed (no "arith", no
+        children), `children` its inner predictors, already rebuilt; `source` finds the model
+        file the header names (source.model_file(), a modelfiles.ModelRef) and gives the
+        device (source.device)."""
+        return cls(**settings) if not children else cls(*children, **settings)

@@ -27,7 +27,8 @@ tree for 0.02-0.04% more bits on shard-7 samples. Its inputs at a refined node (
   updated. Each gives two inputs: stretch(p), and stretch(p) * min(n, 15) / 16 (its confidence,
   n being the number of updates), both 0 where the context is new. A probability moves toward
   each outcome by 2 / (2n + 3) of the distance, n capped at ``limit``;
-- the match model (predictors/match.MatchModel): where the last ``match_min`` bytes occurred before,
+- the match model (predictors/match.MatchModel, its settings recorded as ``match_min``,
+  ``match_bits`` and ``verify``): where the last ``match_min`` bytes occurred before,
   the byte that followed is predicted; on that byte's path the input is +-stretch(q), q being how
   often predictions of this match length came true (learnt), and 0 elsewhere;
 - a bias (256).
@@ -55,24 +56,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import kernels
-from .base import int_settings, stage_identity, stream_limits
-from .match import LEN_CLASS_OF, MatchModel, len_class, N_LB
+from . import kernels, schema
+from .base import Registered, stage_identity, stage_sha256
+from .match import LEN_CLASS_OF, MATCH_SETTINGS, MatchModel, len_class, N_LB
 
 ARITH = "cm-v1"
 
-DEFAULT_SETTINGS = {
-    "hash_bits": 18,    # rows (of 16 probabilities) per hashed context
-    "limit": 127,       # the counters' adaptation rate stops falling after this many updates
-    "lr": 2,            # mixer learning rate, in units of 2**-lr_shift
-    "lr_shift": 13,
-    "apm_rate": 7,
-    "apm_mix": 3,       # quarters of the APM in the final probability
-    "match_min": 6,     # bytes of context hashed by the match model
-    "match_bits": 20,   # entries in its position table
-    "verify": 32,       # bytes it compares backwards when a match starts
-    "nibbles": 4,       # low-nibble subtrees refined per byte: the most likely high nibbles
-}
+# The header keys of the match model's settings (match.MATCH_SETTINGS) in this stage.
+MATCH_KEYS = {"match_min": "min_len", "match_bits": "hash_bits", "verify": "verify"}
+SETTINGS = schema.Schema({
+    "hash_bits": schema.integer(10, 20, 18),  # log2 rows (of 16 probabilities) per hashed context
+    "limit": schema.integer(1, 255, 127),     # counters' adaptation stops slowing after this many
+    "lr": schema.integer(1, 64, 2),           # mixer learning rate, in units of 2**-lr_shift
+    "lr_shift": schema.integer(8, 20, 13),
+    "apm_rate": schema.integer(2, 12, 7),
+    "apm_mix": schema.integer(0, 4, 3),       # quarters of the APM in the final probability
+    "nibbles": schema.integer(1, 16, 4),      # low-nibble subtrees refined per byte
+    **{key: MATCH_SETTINGS[name] for key, name in MATCH_KEYS.items()},
+})
+DEFAULT_SETTINGS = SETTINGS.defaults()
 
 # Hashed contexts: masks over the last 8 bytes (byte k back is bits 8(k-1)..8k-1) and two word
 # contexts. Orders 0 and 1 are direct tables.
@@ -191,23 +193,39 @@ def _merge(idx: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     return uniq, total, np.bincount(inv, minlength=len(uniq))
 
 
-class CMStage:
+class CMStage(Registered):
+    NAMES = ("cm",)
+    ARITH = ARITH
+    SETTINGS = SETTINGS
+    CHILDREN = "inner"
+    ARITH_REFUSED = "this file's {name} stage is not understood by this version of nncompress"
     # False: step with the numpy reference methods instead of the compiled kernels (the same
     # integers; tests compare the two). Read at start().
     use_kernels = True
 
     def __init__(self, inner, name: str = "cm", **settings) -> None:
-        cfg = int_settings(settings, DEFAULT_SETTINGS, "cm")
-        checks = {"hash_bits": (10, 24), "limit": (1, 255), "lr": (1, 64), "lr_shift": (8, 20),
-                  "apm_rate": (2, 12), "apm_mix": (0, 4), "match_bits": (10, 24), "nibbles": (1, 16)}
-        for key, (lo, hi) in checks.items():
-            if not lo <= cfg[key] <= hi:
-                raise ValueError(f"{key} must be in {lo}..{hi}")
-        self.match = MatchModel(cfg["match_min"], cfg["match_bits"], cfg["verify"])
+        cfg = self.check_settings(name, settings)
+        self.match = MatchModel(**{name_: cfg[key] for key, name_ in MATCH_KEYS.items()})
         self.inner = inner
         self.cfg = cfg
         self.identity = stage_identity(name, inner, {**cfg, "arith": ARITH})
-        self.min_stream_len, self.max_streams = stream_limits(inner)
+
+    @classmethod
+    def what(cls, name: str) -> str:
+        return f"{name}-stage"
+
+    @classmethod
+    def table_bytes(cls, settings: dict) -> int:
+        return (10 << settings["hash_bits"]) * 64 + (8 << settings["match_bits"]) + (64 << 20)
+
+    @classmethod
+    def identity_sha256(cls, name: str, children: list) -> bytes:
+        (inner_name, inner_sha), = children
+        return stage_sha256(name, inner_name, inner_sha)
+
+    @classmethod
+    def from_identity(cls, name, settings, children, source):
+        return cls(children[0], name=name, **settings)
 
     # -- state -------------------------------------------------------------------------------
     def start(self, n_streams: int) -> np.ndarray:
@@ -286,10 +304,10 @@ class CMStage:
         hashes.append((self.word[:a] * _U(31) + self.word1[:a] + _U(99)) * _H2)
         hashes += [((h & _U(m)) + _U(1234 + i)) * _H2 for i, m in enumerate(_SPARSE_MASKS)]
         # the byte above (same column of the previous line) with the previous byte
-        col = self.match.n[:a] - self.line[:a]
+        col = self.match.seen(a) - self.line[:a]
         inside = col < self.prev_len[:a]
-        pos = np.minimum(np.where(inside, self.prev_line[:a] + col, 0), self.match.buf.shape[1] - 1)
-        above = np.where(inside, self.match.buf[np.arange(a), pos], 0).astype(np.uint64)
+        pos = np.where(inside, self.prev_line[:a] + col, 0)
+        above = np.where(inside, self.match.history_at(pos), 0).astype(np.uint64)
         hashes.append(((above << _U(8)) + (h & _U(255)) + _U(999)) * _H2)
         # the line's indentation (leading spaces and tabs, up to 63) with the last two bytes
         hashes.append(((self.indent[:a].astype(np.uint64) << _U(16)) + (h & _U(0xFFFF))
@@ -309,7 +327,7 @@ class CMStage:
             return kernels.cm_predict(
                 np.ascontiguousarray(w, dtype=np.int64), self.hist, self.word, self.word1,
                 self.line, self.prev_line, self.prev_len, self.indent,
-                m.buf, m.n, m.ptr, m.mlen, m.pred, self.H, self.Dt, self.apm, self.W1, self.W2,
+                *m.predict_args(), self.H, self.Dt, self.apm, self.W1, self.W2,
                 self.mq, self.p1, self.hn, self.hc, self.X, self.pm1, self.pm2, self.apm_cell,
                 self.set1, self.set2, self.c1, self.mcls,
                 c["nibbles"], c["hash_bits"], c["apm_mix"], STRETCH, SQUASH, LEN_CLASS_OF)
@@ -350,14 +368,14 @@ class CMStage:
         X[:, -1] = 256
         mstate = np.zeros(a, dtype=np.int64)
         self.m_on, self.m_pred = on, pred
-        self.m_cls = len_class(self.match.mlen[on])
+        self.m_cls = len_class(self.match.length(on))
         xm = np.zeros((a, 256), dtype=np.int64)
         if len(on):
             path = (256 + pred[:, None]) >> (8 - _DEPTHS[None, :])
             bit = (pred[:, None] >> (7 - _DEPTHS[None, :])) & 1
             q = STRETCH[self.mq[self.m_cls] >> 4][:, None]
             xm[on[:, None], path] = np.where(bit == 1, q, -q)
-            mstate[on] = np.where(self.match.mlen[on] < 16, 1, 2)
+            mstate[on] = np.where(self.match.length(on) < 16, 1, 2)
         X[:, 1 + 2 * N_CTX] = xm[ar[:, None], sel]
         # two mixers, a weight set per (stream class, depth): every node's products with the 8
         # depths' weights of both sets in one float64 product, exact (|x| < 2**11, |w| <= 2**22,
@@ -465,7 +483,7 @@ class CMStage:
         self.word1 = np.where(~letter & (word != 0), word, self.word1[:a])
         self.word = np.where(letter, (word + folded + _U(1)) * _FNV, _U(0))
         nl = s == 10
-        n = self.match.n[:a]                            # bytes seen, this one included
+        n = self.match.seen(a)                          # bytes seen, this one included
         line = self.line[:a]
         self.prev_line = np.where(nl, line, self.prev_line[:a])
         self.prev_len = np.where(nl, n - line, self.prev_len[:a])

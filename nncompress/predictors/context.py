@@ -1,4 +1,4 @@
-"""ContextModel: an adaptive order-N context-mixing byte predictor in exact integer arithmetic.
+"""ContextModel: an adaptive order-N context model (ctx1, ctx2) in exact integer arithmetic.
 
 No floats and no torch in the prediction and update path: every value is an integer in a
 uint8/int64/uint64 array, so the weights are the same bits on every machine and thread count. A
@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import kernels
-from .base import PredictorIdentity, int_settings
+from . import kernels, schema
+from .base import PredictorIdentity, Registered
 
 DEFAULT_SETTINGS = {
     "max_order": 5,  # orders 0..max_order
@@ -55,17 +55,24 @@ CTX2_SETTINGS = {"max_order": 7, "hash_bits": 19, "limit": 250, "inc": 1, "esc":
                  "esc_step": 0}
 DEFAULTS = {"ctx1": DEFAULT_SETTINGS, "ctx2": CTX2_SETTINGS}
 
+# The ranges a header may ask for; limit must also lie in inc..255-inc (checked when built).
+_RANGES = {"max_order": (0, 7), "hash_bits": (8, 20), "limit": (1, 254), "inc": (1, 127),
+           "esc": (1, 4096), "esc_step": (0, 4096)}
+SCHEMAS = {name: schema.Schema({k: schema.integer(*_RANGES[k], d[k]) for k in _RANGES})
+           for name, d in DEFAULTS.items()}
+
 _SHIFT = 3  # counts against escapes: escapes are in 1/8 counts
 _MASS_BITS = 36
 _HIST_MASK = np.uint64((1 << 56) - 1)
 _HASH_MULT = 0x9E3779B97F4A7C15
 
 
-class ContextModel:
+class ContextModel(Registered):
+    NAMES = tuple(DEFAULTS)
     # Streams share the count tables, so more of them cost almost nothing (trainpool shard 7,
     # 2 MB: 30 streams 2.0428 bpb at 110 KB/s, 64 streams 2.0431 at 127 KB/s, 128: 2.0435 at 121).
-    min_stream_len = 1 << 14
-    max_streams = 64
+    MIN_STREAM_LEN = 1 << 14
+    MAX_STREAMS = 64
     # False: step with the numpy reference methods instead of the compiled kernel (the same
     # integers; tests compare the two). Read at start().
     use_kernels = True
@@ -73,17 +80,9 @@ class ContextModel:
     def __init__(self, name: str = "ctx1", **settings) -> None:
         if name not in DEFAULTS:
             raise ValueError(f"unknown context model {name!r} (known: {', '.join(DEFAULTS)})")
-        cfg = int_settings(settings, DEFAULTS[name], "ContextModel")
-        if not 0 <= cfg["max_order"] <= 7:
-            raise ValueError("max_order must be in 0..7")
-        if not 8 <= cfg["hash_bits"] <= 22:
-            raise ValueError("hash_bits must be in 8..22")
-        if not 1 <= cfg["inc"] <= 127:
-            raise ValueError("inc must be in 1..127")
+        cfg = self.check_settings(name, settings)
         if not cfg["inc"] <= cfg["limit"] <= 255 - cfg["inc"]:
             raise ValueError("limit must be in inc..255-inc")
-        if not 1 <= cfg["esc"] <= 4096 or not 0 <= cfg["esc_step"] <= 4096:
-            raise ValueError("esc must be in 1..4096 and esc_step in 0..4096")
         self.settings = cfg
         self.identity = PredictorIdentity(name=name, settings=dict(cfg))
 
@@ -108,6 +107,20 @@ class ContextModel:
         self._esc = np.array([cfg["esc"] + cfg["esc_step"] * max(0, k - 3) for k in range(K)],
                              dtype=np.int64)
         self._counts = None
+
+    @classmethod
+    def schema(cls, name: str) -> schema.Schema:
+        return SCHEMAS[name]
+
+    @classmethod
+    def table_bytes(cls, settings: dict) -> int:
+        k, hb = settings["max_order"], settings["hash_bits"]
+        rows = sum(1 << (8 * i) for i in range(min(k, 2) + 1)) + max(0, k - 2) * (1 << hb)
+        return rows * (256 + 16)
+
+    @classmethod
+    def from_identity(cls, name, settings, children, source):
+        return cls(name, **settings)
 
     # -- interface ---------------------------------------------------------------------------
     def start(self, n_streams: int) -> np.ndarray:

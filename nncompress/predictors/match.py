@@ -26,15 +26,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import kernels
-from .base import int_settings, stage_identity, stream_limits
+from . import kernels, schema
+from .base import Registered, stage_identity, stage_sha256
 
-DEFAULT_SETTINGS = {
-    "min_len": 6,      # bytes of context hashed (<= 8)
-    "hash_bits": 20,   # entries in the shared position table
-    "verify": 32,      # bytes compared backwards when a match starts (and the longest it starts at)
-    "rate": 7,         # slowest SSE adaptation: 2**-rate of the distance per outcome
-}
+# The match model's settings (MatchModel), under these names in the match stage's header; the cm
+# stage records the same settings as match_min, match_bits and verify (cm.MATCH_KEYS).
+MATCH_SETTINGS = {
+    "min_len": schema.integer(2, 8, 6),       # bytes of context hashed
+    "hash_bits": schema.integer(10, 22, 20),  # log2 of the entries in the shared position table
+    "verify": schema.integer(2, 64, 32),      # bytes compared backwards when a match starts
+}                                             # (and the longest it starts at)
+SETTINGS = schema.Schema({
+    **MATCH_SETTINGS,
+    "rate": schema.integer(2, 12, 7),   # slowest SSE adaptation: 2**-rate of the distance per outcome
+})
+DEFAULT_SETTINGS = SETTINGS.defaults()
 
 ARITH = "match-sse-v1"   # recorded in the header; bump it with any change of the arithmetic
 Q_BITS = 16
@@ -96,14 +102,12 @@ def _adapt_table(rate: int) -> np.ndarray:
 class MatchModel:
     """The match model alone: each stream's history, the shared position table and each stream's
     current match. A user calls start(S), then per step predicted(a) (which byte each stream's
-    match predicts), and after the step's bytes are known append(symbols) and follow(symbols)."""
+    match predicts), and after the step's bytes are known append(symbols) and follow(symbols)
+    (or the kernels, with kernel_args() and predict_args()); seen(), length() and history_at()
+    read its state. Settings: MATCH_SETTINGS (ranges checked by the stage that records them)."""
 
     def __init__(self, min_len: int, hash_bits: int, verify: int) -> None:
-        if not 2 <= min_len <= 8:
-            raise ValueError("min_len must be in 2..8")
-        if not 10 <= hash_bits <= 24:
-            raise ValueError("hash_bits must be in 10..24")
-        if not min_len <= verify <= 64:
+        if not min_len <= verify:
             raise ValueError("verify must be in min_len..64")
         self.min_len, self.hash_bits, self.verify = min_len, hash_bits, verify
         self._hist_mask = np.uint64((1 << (8 * min_len)) - 1)
@@ -130,6 +134,25 @@ class MatchModel:
         """The arrays and settings kernels._match_update takes after the symbols."""
         return (self.buf, self.n, self.h, self.ptr, self.mlen, self.table, self.pred,
                 self._hist_mask, self._shift, self.min_len, self.verify)
+
+    def predict_args(self) -> tuple:
+        """The arrays the prediction kernels read: history, bytes seen, match pointer, match
+        length and predicted byte per stream."""
+        return (self.buf, self.n, self.ptr, self.mlen, self.pred)
+
+    def seen(self, a: int) -> np.ndarray:
+        """The number of bytes each of the first a streams has seen."""
+        return self.n[:a]
+
+    def length(self, streams: np.ndarray) -> np.ndarray:
+        """The current match length of these streams (0: no match)."""
+        return self.mlen[streams]
+
+    def history_at(self, pos: np.ndarray) -> np.ndarray:
+        """Byte pos[s] of stream s's history, for the first len(pos) streams (pos is clipped to
+        what the history buffer holds; the caller asks only for bytes already seen)."""
+        pos = np.minimum(pos, self.buf.shape[1] - 1)
+        return self.buf[np.arange(len(pos)), pos]
 
     def predicted(self, a: int) -> tuple[np.ndarray, np.ndarray]:
         """(indices of the first a streams that have a match, the byte each match predicts)."""
@@ -195,21 +218,40 @@ class MatchModel:
             self.table[idx[pick]] = (pick << _OFF_BITS) | self.n[pick]
 
 
-class MatchStage:
+class MatchStage(Registered):
+    NAMES = ("match",)
+    ARITH = ARITH
+    SETTINGS = SETTINGS
+    CHILDREN = "inner"
+    ARITH_REFUSED = "this file's {name} stage is not understood by this version of nncompress"
     # False: step with the numpy reference methods instead of the compiled kernels (the same
     # integers; tests compare the two). Read at start().
     use_kernels = True
 
     def __init__(self, inner, name: str = "match", **settings) -> None:
-        cfg = int_settings(settings, DEFAULT_SETTINGS, "match")
-        if not 2 <= cfg["rate"] <= 12:
-            raise ValueError("rate must be in 2..12")
+        cfg = self.check_settings(name, settings)
         self.model = MatchModel(cfg["min_len"], cfg["hash_bits"], cfg["verify"])
         self.inner = inner
         self.cfg = cfg
         self.identity = stage_identity(name, inner, {**cfg, "arith": ARITH})
-        self.min_stream_len, self.max_streams = stream_limits(inner)
         self._adapt = _adapt_table(cfg["rate"])
+
+    @classmethod
+    def what(cls, name: str) -> str:
+        return f"{name}-stage"
+
+    @classmethod
+    def table_bytes(cls, settings: dict) -> int:
+        return 8 << settings["hash_bits"]
+
+    @classmethod
+    def identity_sha256(cls, name: str, children: list) -> bytes:
+        (inner_name, inner_sha), = children
+        return stage_sha256(name, inner_name, inner_sha)
+
+    @classmethod
+    def from_identity(cls, name, settings, children, source):
+        return cls(children[0], name=name, **settings)
 
     # -- state -------------------------------------------------------------------------------
     def start(self, n_streams: int) -> np.ndarray:

@@ -38,8 +38,8 @@ import math
 
 import numpy as np
 
-from . import kernels
-from .base import PredictorIdentity, stream_limits
+from . import kernels, schema
+from .base import PredictorIdentity, Registered
 
 P_BITS = 22           # member tables: Q22, each entry >= 1
 A_BITS = 14           # mixing weights: Q14 (sum about 2**14)
@@ -77,37 +77,59 @@ def _isqrt(v: np.ndarray) -> np.ndarray:
     return r
 
 
-def ensemble_sha256(members) -> bytes:
-    """Identity of an ensemble: SHA-256 over its members' names and model hashes, in order."""
+def members_sha256(members: list) -> bytes:
+    """Identity of an ensemble: SHA-256 over its members' (name, model hash) pairs, in order."""
     h = hashlib.sha256()
-    for m in members:
-        h.update(m.identity.name.encode() + b"\0" + m.identity.model_sha256)
+    for name, sha256 in members:
+        h.update(name.encode() + b"\0" + sha256)
     return h.digest()
+
+
+def ensemble_sha256(members) -> bytes:
+    """members_sha256 of these predictors' identities."""
+    return members_sha256([(m.identity.name, m.identity.model_sha256) for m in members])
 
 
 def _member_weights(members, fn) -> tuple:
     return tuple(np.ascontiguousarray(fn(m), dtype=np.int64) for m in members)
 
 
-class Mixture:
+class Mixture(Registered):
+    NAMES = ("mix",)
+    CHILDREN = "members"
+    SETTINGS = schema.Schema({
+        "share": schema.integer(0, 14, 5, required=True),
+        "temper": schema.choice(1, default=1),
+        "buckets": schema.choice("class4-v1", default="class4-v1", required=True),
+    })
     # False: step with the numpy reference methods instead of the compiled kernels (the same
     # integers; tests compare the two). Read at start().
     use_kernels = True
 
-    def __init__(self, members: list, share: int = 5, temper: int = 1, name: str = "mix"):
+    def __init__(self, members: list, share: int = 5, temper: int = 1, name: str = "mix",
+                 **settings):
         if len(members) < 2:
             raise ValueError("an ensemble needs at least two members")
+        cfg = self.check_settings(name, {"share": share, "temper": temper, **settings})
         self.members = members
-        self.share = int(share)
-        self.temper = int(temper)
+        self.share = cfg["share"]
+        self.temper = cfg["temper"]
         self.identity = PredictorIdentity(
             name, ensemble_sha256(members),
-            {"share": self.share, "temper": self.temper, "buckets": "class4-v1",
-             "members": [{"name": m.identity.name, "sha256": m.identity.model_sha256.hex(),
-                          "settings": m.identity.settings} for m in members]})
-        limits = [stream_limits(m) for m in members]
-        self.min_stream_len = min(lo for lo, _ in limits)
-        self.max_streams = min(hi for _, hi in limits)
+            {**cfg, "members": [{"name": m.identity.name, "sha256": m.identity.model_sha256.hex(),
+                                 "settings": m.identity.settings} for m in members]})
+
+    @classmethod
+    def what(cls, name: str) -> str:
+        return "ensemble"
+
+    @classmethod
+    def identity_sha256(cls, name: str, children: list) -> bytes:
+        return members_sha256(children)
+
+    @classmethod
+    def from_identity(cls, name, settings, children, source):
+        return cls(children, name=name, **settings)
 
     def _mix(self):
         a = self.P[0].shape[0]
@@ -218,15 +240,17 @@ def exp2_neg_q12(d: np.ndarray) -> np.ndarray:
 
 
 class GeoMixture(Mixture):
+    NAMES = ("gmix",)
     ARITH = "geo-v1"
+    ARITH_REFUSED = "this file's ensemble description is not understood by this version of nncompress"
+    SETTINGS = Mixture.SETTINGS.replace(lr_shift=schema.integer(4, 24, 10, required=True))
 
     def __init__(self, members: list, share: int = 5, temper: int = 1, lr_shift: int = 10,
-                 name: str = "gmix"):
-        super().__init__(members, share=share, temper=temper, name=name)
-        if not 4 <= int(lr_shift) <= 24:
-            raise ValueError(f"lr_shift must be in [4, 24], got {lr_shift}")
-        self.lr_shift = int(lr_shift)
-        self.identity.settings.update({"arith": self.ARITH, "lr_shift": self.lr_shift})
+                 name: str = "gmix", **settings):
+        super().__init__(members, share=share, temper=temper, name=name, lr_shift=lr_shift,
+                         **settings)
+        self.lr_shift = self.identity.settings["lr_shift"]
+        self.identity.settings["arith"] = self.ARITH
 
     def _geo(self, lin: np.ndarray) -> np.ndarray:
         a = lin.shape[0]

@@ -3,15 +3,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import PredictorIdentity
+from . import schema
+from .base import PredictorIdentity, Registered
 
 
-class Order0:
+class Order0(Registered):
     """Weights = counts * 2 + 1 per stream; counts halve when a stream's total passes `limit`."""
+    NAMES = ("order0",)
+    SETTINGS = schema.Schema({"limit": schema.integer(1, 1 << 24, 1 << 16)})
 
     def __init__(self, limit: int = 1 << 16):
-        self.limit = int(limit)
-        self.identity = PredictorIdentity(name="order0", settings={"limit": self.limit})
+        cfg = self.check_settings("order0", {"limit": limit})
+        self.limit = cfg["limit"]
+        self.identity = PredictorIdentity(name="order0", settings=cfg)
 
     def start(self, n_streams: int) -> np.ndarray:
         self.counts = np.zeros((n_streams, 256), dtype=np.int64)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-import importlib
 import importlib.resources
 import json
 import math
@@ -248,7 +247,7 @@ def external_compressors(paq8px: str | None = None) -> list[Compressor]:
 
 
 def _api():
-    """nncompress's public API (compress, decompress, cross_entropy, models.resolve)."""
+    """nncompress's public API (compress, decompress, cross_entropy)."""
     import nncompress
     missing = [n for n in ("compress", "decompress", "cross_entropy") if not hasattr(nncompress, n)]
     if missing:
@@ -256,73 +255,49 @@ def _api():
     return nncompress
 
 
-def _resolve_models(api, spec: str | None) -> list:
-    """The model files behind a spec (several for an ensemble "A+B"); [] if unknown."""
-    models = getattr(api, "models", None) or importlib.import_module("nncompress.models")
-    try:
-        return models.resolve_all(spec)
-    except Exception:
-        if spec is None:
-            return []
-        raise
-
-
-DE_SUFFIXES = {":de": True, ":static": False, ":de-out": {"scope": "out"},
-               ":de-full": {"scope": "full"}}
-
-
 def nnc_compressors(models: tuple[str, ...], device: str, streams: int | None) -> list[Compressor]:
-    """One Compressor per model. Compression goes through ``compress_stream`` when the API has it:
-    its run statistics give the ideal code length (the same quantised tables as ``cross_entropy``)
-    and the stream count in the same pass; otherwise ``compress`` plus a ``cross_entropy`` pass."""
+    """One Compressor per predictor spec (predictors/spec.py: "MODEL:de", "MODEL:static", ...
+    choose the dynamic evaluation). Compression goes through ``compress_stream`` when the API has
+    it: its run statistics give the ideal code length (the same quantised tables as
+    ``cross_entropy``) and the stream count in the same pass; otherwise ``compress`` plus a
+    ``cross_entropy`` pass."""
     import inspect
     import io
+
+    from ..predictors import spec as specs
 
     api = _api()
     dec_takes_model = "model" in inspect.signature(api.decompress).parameters
     out = []
-    for spec in models or (None,):
-        m, de = spec, None
-        for suffix, value in DE_SUFFIXES.items():  # "MODEL:de" / "MODEL:static"
-            if spec is not None and spec.endswith(suffix):
-                m, de = spec[: -len(suffix)] or None, value
-        refs = _resolve_models(api, m)
-        label = "+".join(r.name for r in refs) or m or "default"
-        for stage in ("+match", "+cm"):  # final stages are not models: keep them in the label
-            if refs and (m or "").endswith(stage):
-                label += stage
-        if isinstance(de, dict):
-            label += f" dyn-eval {de['scope']}"
-        elif de is not None:
-            label += " dyn-eval" if de else " static"
+    for m in models or (None,):
+        spec = specs.parse_spec(m)
+        refs = specs.model_files(spec)
+        label = spec.label
         paths = [Path(r.path) for r in refs if getattr(r, "path", None)]
         size = sum(p.stat().st_size for p in paths)
         c = Compressor(f"nnc {label}", None, None, is_nnc=True, repeat=False, model_file_bytes=size)
 
         if hasattr(api, "compress_stream"):
-            def comp(d, m=m, c=c, de=de):
+            def comp(d, m=m, c=c):
                 buf = io.BytesIO()
-                st = api.compress_stream(io.BytesIO(d), buf, model=m, device=device, streams=streams,
-                                         **({"dynamic_eval": de} if de is not None else {}))
+                st = api.compress_stream(io.BytesIO(d), buf, model=m, device=device, streams=streams)
                 n = getattr(st, "original_bytes", len(d)) or len(d)
                 bits = getattr(st, "ideal_bits", None)
                 c.last = {"ideal_bpb": bits / n if bits is not None and n else None,
                           "streams": getattr(st, "n_streams", None)}
                 return buf.getvalue()
         else:
-            def comp(d, m=m, c=c, de=de):
+            def comp(d, m=m, c=c):
                 c.last = {}
-                return api.compress(d, model=m, device=device, streams=streams,
-                                    **({"dynamic_eval": de} if de is not None else {}))
+                return api.compress(d, model=m, device=device, streams=streams)
 
         def dec(d, m=m):
             if dec_takes_model and m is not None:
                 return api.decompress(d, model=m, device=device)
             return api.decompress(d, device=device)
 
-        def ideal(d, m=m, de=de):
-            return float(api.cross_entropy(d, model=m, device=device, streams=streams,
-                                           **({"dynamic_eval": de} if de is not None else {})))
+        def ideal(d, m=m):
+            return float(api.cross_entropy(d, model=m, device=device, streams=streams))
 
         ver = f"nncompress {getattr(api, '__version__', '') or _dist_version('nncompress')}, model {label}"
         if paths:
@@ -1129,9 +1104,10 @@ def enwik8_cmd(path, download, cache, models, do_measure, classic, lm_model, dev
         for c in compressors:
             c.ideal_bpb = None
     else:
+        from ..predictors import spec as specs
         for m in model_labels:
             try:
-                label = "+".join(r.name for r in _resolve_models(_api(), m)) or m
+                label = specs.parse_spec(m).label
             except Exception:
                 label = m or "(default model)"
             ours_whole.append({"compressor": f"nncompress {label}", "bytes": NOT_MEASURED,

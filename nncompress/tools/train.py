@@ -32,7 +32,7 @@ from typing import Callable, Iterable
 
 import click
 
-from ..models import file_sha256
+from ..predictors.modelfiles import file_sha256
 
 TAR_SUFFIXES = (".tar", ".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2")
 CKPT_FORMAT = "nncompress-fslstm-checkpoint"

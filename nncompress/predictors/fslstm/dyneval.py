@@ -39,11 +39,21 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .. import schema
 from . import backward, exact
 
 ARITH = "de-out-v1"      # the output-layer update arithmetic; a change needs a new tag
 ARITH_FULL = "de-full-v1"  # the full backward pass and update (scope "full")
 SCOPES = {"out": ARITH, "full": ARITH_FULL}
+# What a header's "dyneval" object must hold (full scope: segment at most backward.MAX_SEGMENT,
+# checked by the predictor); the arithmetic tag is checked when the settings are built.
+SCHEMA = schema.Schema({
+    "arith": schema.Setting("str"),
+    "segment": schema.integer(1, 1 << 16),
+    "lr": schema.number(0.0, 1.0),
+    "decay": schema.number(0.0, 1.0),
+    "eps": schema.number(0.0, 1e3, lo_open=True),
+})
 # learning rates chosen on trainpool shard 7 (fslstm-small-v2, 256 KB at offset 3 MB, 64 streams:
 # full 1e-4 1.8931, 2e-4 1.8820, 3e-4 1.8739, 4.5e-4 1.8735 bpb; out 1e-3 1.9604)
 DEFAULT_LR = {"out": 1e-3, "full": 3e-4}

@@ -5,7 +5,7 @@ A model file (models/NAME.pt) is a plain dict read with torch.load(weights_only=
      "tensors": {name: int tensor or int}}   (see exact.quantize_model for the names)
 Version 2 adds the dynamic-evaluation statistics ("de.ms.*" tensors, see dyneval.py) and
 config["dyneval"], the settings tuned for the model (used when none are given).
-Its SHA-256 is checked by nncompress.models before it gets here.
+Its SHA-256 is checked by predictors/modelfiles.py before it gets here.
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import dataclasses
 import numpy as np
 
 from ...errors import ModelError, ModelMismatchError
-from ..base import PredictorIdentity
+from .. import schema
+from ..base import PredictorIdentity, Registered, StreamLimits
 from . import backward, dyneval, exact
 
 FORMAT = "nncompress-fslstm-exact"
@@ -71,12 +72,19 @@ def pick_device(device: str) -> tuple[str, str]:
 FULL_DE_MAX_STREAMS = backward.MAX_STREAMS
 
 
-class FSLSTMPredictor:
+class FSLSTMPredictor(Registered):
+    """A model-file predictor: its header records the model's name and file hash."""
+    MODEL_FILE = True
+    ARITH = ARITH
+    ARITH_REFUSED = ("this file's model {name!r} is for FS-LSTM arithmetic {got}; this nncompress "
+                     "has {arith!r}")
+    SETTINGS = schema.Schema({"dyneval": schema.optional_object()})
     # Streams cost the LSTM little and buy speed (100 KB of trainpool text: 1 stream 2.617 bpb
     # at 1.5 KB/s, 24 streams 2.623 bpb at 10.3 KB/s). The count depends on the input size only,
-    # never on the device, so a file is the same whether it was made on a CPU or a GPU.
-    min_stream_len = 1 << 12
-    max_streams = 1024
+    # never on the device, so a file is the same whether it was made on a CPU or a GPU. Full
+    # dynamic evaluation codes at most FULL_DE_MAX_STREAMS (stream_limits).
+    MIN_STREAM_LEN = 1 << 12
+    MAX_STREAMS = 1024
 
     def __init__(self, name: str, sha256: bytes, cfg: dict, q: dict, device: str = "auto",
                  de: "dyneval.DynEvalSettings | None" = None, backend: str | None = None):
@@ -94,11 +102,48 @@ class FSLSTMPredictor:
             self.de = None
         elif de.scope == "full":
             self.de = dyneval.FullDynEval(self.net, q, de)
-            self.max_streams = FULL_DE_MAX_STREAMS
         else:
             self.de = dyneval.OutputDynEval(self.net, q, de)
 
         self._blas = _one_blas_thread() if backend == "numpy" else contextlib.nullcontext
+
+    @classmethod
+    def what(cls, name: str) -> str:
+        return f"model {name}"
+
+    @classmethod
+    def check_settings(cls, name: str, settings: dict, header: bool = False) -> dict:
+        cfg = super().check_settings(name, settings, header)
+        if "dyneval" in cfg:
+            what = f"model {name} dynamic-evaluation"
+            de = dyneval.SCHEMA.check(what, cfg["dyneval"], header=True)
+            if de["arith"] == dyneval.ARITH_FULL and de["segment"] > backward.MAX_SEGMENT:
+                raise schema.SettingsError(what, f"segment must be in 1..{backward.MAX_SEGMENT}, "
+                                                 f"not {de['segment']}")
+            cfg["dyneval"] = de
+        return cfg
+
+    @classmethod
+    def table_bytes(cls, settings: dict) -> int:
+        return 64 << 20
+
+    @classmethod
+    def stream_limits(cls, settings: dict, children: list) -> StreamLimits:
+        de = settings.get("dyneval")
+        if de is not None and de["arith"] == dyneval.ARITH_FULL:
+            return StreamLimits(cls.MIN_STREAM_LEN, FULL_DE_MAX_STREAMS, FULL_DE_MAX_STREAMS)
+        return StreamLimits(cls.MIN_STREAM_LEN, cls.MAX_STREAMS, cls.STREAM_CAP)
+
+    @classmethod
+    def from_file(cls, ref, device: str = "auto", dynamic_eval=None) -> "FSLSTMPredictor":
+        """The predictor of a model file (a checked modelfiles.ModelRef), for compressing:
+        `dynamic_eval` as in load_fslstm."""
+        return load_fslstm(ref, device=device, dynamic_eval=dynamic_eval)
+
+    @classmethod
+    def from_identity(cls, name, settings, children, source):
+        return load_fslstm(source.model_file(), settings={"arith": ARITH, **settings},
+                           device=source.device)
 
     def _out(self, w):
         return w if self.backend == "numpy" else w.cpu().numpy()

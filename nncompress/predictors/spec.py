@@ -1,0 +1,170 @@
+"""Predictor specs: the one grammar for choosing a predictor when compressing.
+
+    spec    := members [ "+" stage ] [ ":" de ]
+    members := member ( "+" member )*        at most limits.MAX_MEMBERS; two or more are an
+                                             ensemble, mixed online (the "gmix" mixer)
+    member  := a built-in predictor (ctx1, ctx2, order0), a model name (NAME.pt in the model
+               folders, modelfiles.model_dirs) or a model file's path (a path to an existing
+               file is always one member, "+" and ":" included)
+    stage   := a final stage that refines whatever the members predict: "match" (the long-range
+               match model and its SSE) or "cm" (the context-mixing stage)
+    de      := the FS-LSTM members' dynamic evaluation: "static" (off), "de" (on, the model's
+               tuned settings), "de-out" (output layer only), "de-full" (every weight)
+
+Without ":de" the FS-LSTM adapts when its model file carries the statistics dynamic evaluation
+needs. A dynamic_eval argument (the API's, the CLI's --dynamic-eval and --de-* options) replaces
+the suffix: None, False, True or a dict of overrides {"scope": "out"|"full", "segment": steps,
+"lr": float, "decay": float, "eps": float}. The compression levels (nncompress/levels.py) are
+presets written in this grammar. parse_spec() gives a Spec; build_predictor() builds it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+from ..errors import ModelError
+from ..format import limits
+from . import modelfiles, registry
+from .base import Predictor
+
+DEFAULT_SPEC = "fslstm-small-v3+ctx2+cm"   # the predictor of level 6, the default
+ENSEMBLE_SEP = "+"
+DE_SEP = ":"
+# ":de" suffixes and the dynamic_eval value each stands for
+DE_SUFFIXES = {"static": False, "de": True, "de-out": {"scope": "out"},
+               "de-full": {"scope": "full"}}
+ENSEMBLE_MIXER = "gmix"                   # the mixer of new ensembles
+
+DynamicEval = Union[None, bool, dict]
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class Spec:
+    members: tuple            # names or paths, in order
+    stage: Optional[str] = None
+    dynamic_eval: DynamicEval = None
+
+    def __str__(self) -> str:
+        text = ENSEMBLE_SEP.join(self.members + ((self.stage,) if self.stage else ()))
+        for suffix, value in DE_SUFFIXES.items():
+            if self.dynamic_eval is not None and value == self.dynamic_eval:
+                return f"{text}{DE_SEP}{suffix}"
+        return text
+
+    @property
+    def label(self) -> str:
+        """A short description for tables: member names (a path's file name without .pt),
+        the stage and the dynamic evaluation asked for."""
+        names = [Path(m).stem if modelfiles.is_path(m) else m for m in self.members]
+        text = ENSEMBLE_SEP.join(names + ([self.stage] if self.stage else []))
+        de = self.dynamic_eval
+        if isinstance(de, dict):
+            text += " dyn-eval " + " ".join(f"{k}={v}" for k, v in sorted(de.items()))
+        elif de is not None:
+            text += " dyn-eval" if de else " static"
+        return text
+
+    def with_dynamic_eval(self, dynamic_eval: DynamicEval) -> "Spec":
+        """This spec with `dynamic_eval` in place of its own (None keeps its own)."""
+        if dynamic_eval is None:
+            return self
+        return dataclasses.replace(self, dynamic_eval=dynamic_eval)
+
+
+def parse_spec(text: Optional[str] = None, dynamic_eval: DynamicEval = None) -> Spec:
+    """The Spec of `text` (None or "": DEFAULT_SPEC); ModelError for a malformed one.
+    `dynamic_eval`, when not None, replaces the spec's ":de" suffix."""
+    if isinstance(text, Spec):
+        return text.with_dynamic_eval(dynamic_eval)
+    if text is not None and not isinstance(text, str):
+        raise TypeError(f"a predictor spec is a string, not {type(text).__name__}")
+    text = text or DEFAULT_SPEC
+    body, de = text, None
+    if not _is_file(text) and DE_SEP in text:
+        head, _, tail = text.rpartition(DE_SEP)
+        if tail in DE_SUFFIXES:
+            body, de = head, DE_SUFFIXES[tail]
+        elif "/" not in tail and ENSEMBLE_SEP not in tail:
+            raise ModelError(f"{text!r}: unknown dynamic-evaluation option {DE_SEP}{tail} (known: "
+                             f"{', '.join(DE_SEP + s for s in DE_SUFFIXES)})")
+    parts = [body] if _is_file(body) else body.split(ENSEMBLE_SEP)
+    if not all(parts):
+        raise ModelError(f"{text!r}: empty member (specs are written A, A+B or A+B+stage)")
+    stages = registry.stage_names()
+    stage = parts.pop() if len(parts) > 1 and parts[-1] in stages else None
+    for name in stages:
+        if name in parts:
+            raise ModelError(f"{text!r}: {name!r} is a final stage and can only end a spec "
+                             f"(for example ctx1+{name})")
+    if len(parts) > limits.MAX_MEMBERS:
+        raise ModelError(f"{text!r}: an ensemble has at most {limits.MAX_MEMBERS} members, "
+                         f"not {len(parts)}")
+    return Spec(tuple(parts), stage, de).with_dynamic_eval(dynamic_eval)
+
+
+def ensemble(members: list) -> str:
+    """The spec text of an ensemble of these members (the CLI's --ensemble A,B)."""
+    members = [m.strip() for m in members if m.strip()]
+    if len(members) < 2:
+        raise ModelError("an ensemble needs at least two members")
+    return str(parse_spec(ENSEMBLE_SEP.join(members)))
+
+
+def available() -> list[str]:
+    """The built-in predictors' names, then the models in the model folders."""
+    builtin = registry.builtin_names()
+    return builtin + [n for n in modelfiles.model_names() if n not in builtin]
+
+
+def resolve(member: str) -> modelfiles.ModelRef:
+    """A member of a spec: a built-in predictor (no model file) or a model file, checked."""
+    if member in registry.builtin_names():
+        return modelfiles.ModelRef(member)
+    try:
+        return modelfiles.resolve(member)
+    except ModelError:
+        if modelfiles.is_path(member):
+            raise
+        raise ModelError(f"unknown model {member!r}; available: {', '.join(available())}"
+                         ) from None
+
+
+def model_files(spec: Union[str, Spec, None]) -> list[modelfiles.ModelRef]:
+    """The members of a spec, resolved (built-in ones without a path)."""
+    return [resolve(m) for m in parse_spec(spec).members]
+
+
+def build_member(ref: modelfiles.ModelRef, device: str = "auto",
+                 dynamic_eval: DynamicEval = None) -> Predictor:
+    """One member: a built-in predictor with its default settings, or a model file's predictor
+    (`dynamic_eval` concerns only that)."""
+    if ref.builtin:
+        cls = registry.get(ref.name)
+        return cls.from_identity(ref.name, cls.check_settings(ref.name, {}), [], None)
+    return registry.model_file_class().from_file(ref, device=device, dynamic_eval=dynamic_eval)
+
+
+def build_predictor(spec: Union[str, Spec, None] = None, device: str = "auto",
+                    dynamic_eval: DynamicEval = None) -> Predictor:
+    """The predictor for compressing with `spec` (a Spec or its text; None: DEFAULT_SPEC),
+    checked against the limits that decoding applies."""
+    spec = parse_spec(spec, dynamic_eval)
+    refs = [resolve(m) for m in spec.members]
+    if spec.dynamic_eval and all(r.builtin for r in refs):
+        raise ModelError(f"dynamic evaluation needs an FS-LSTM model; {str(spec)!r} has none "
+                         "(the built-in context models adapt by counting anyway)")
+    preds = [build_member(r, device, spec.dynamic_eval) for r in refs]
+    pred = preds[0] if len(preds) == 1 else registry.get(ENSEMBLE_MIXER)(preds)
+    if spec.stage:
+        pred = registry.get(spec.stage)(pred)
+    registry.check_predictor(pred)
+    return pred
