@@ -71,7 +71,9 @@ def test_info_and_test_commands(textfile, tmp_path):
     nnc = str(tmp_path / "a.txt.nnc")
     r = CliRunner().invoke(main, ["info", nnc])
     assert r.exit_code == 0
-    assert f"format version   {container.FORMAT_VERSION}" in r.output and "order0" in r.output
+    # the CLI writes framed files (format version 5) of version-4 bodies
+    assert f"format version   5 (frames of version-{container.FORMAT_VERSION} bodies)" in r.output
+    assert "order0" in r.output and "frames           1 of up to" in r.output
     assert f"original size    {len(TEXT)}" in r.output
     r = CliRunner().invoke(main, ["t", nnc])
     assert r.exit_code == 0 and "OK" in r.output
