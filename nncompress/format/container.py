@@ -73,6 +73,9 @@ from ..errors import FormatError, TruncatedError
 MAGIC = b"\x89NNC"
 FORMAT_VERSION = 4
 READABLE_VERSIONS = (1, 2, 3, 4)
+# Version 5 is a sequence of frames around complete bodies of these versions (frames.py); a body
+# itself never has version 5.
+FRAMED_VERSION = 5
 CODER_CONSTRICTION_RANGE = 1
 CODER_NAMES = {CODER_CONSTRICTION_RANGE: "constriction-0.5-range-categorical-f24"}
 PRECISION = 24
@@ -240,8 +243,8 @@ def read_header(f: BinaryIO) -> Header:
         _FIXED.unpack(head)
     if version not in READABLE_VERSIONS:
         raise FormatError(f"unsupported .nnc format version {version} (this nncompress reads "
-                          f"versions {', '.join(map(str, READABLE_VERSIONS))}); use the nncompress "
-                          "release that wrote it")
+                          f"versions {', '.join(map(str, READABLE_VERSIONS))} and "
+                          f"{FRAMED_VERSION}, framed); use the nncompress release that wrote it")
     name = _read_exact(f, name_len, "header")
     (m,) = struct.unpack("<I", _read_exact(f, 4, "header"))
     if m > MAX_SETTINGS:

@@ -57,10 +57,11 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator, Optional
 
+from . import container
 from ..errors import ChecksumError, FormatError, TruncatedError
 
-MAGIC = b"\x89NNC"
-VERSION = 5
+MAGIC = container.MAGIC
+VERSION = container.FRAMED_VERSION
 MAX_FRAME_SIZE = 1 << 40
 MIN_BODY = 108         # the smallest body: a header with a 1-byte name and empty settings, an end
                        # record (a frame of n >= 1 bytes also has a segment record)
