@@ -7,7 +7,7 @@ import nncompress
 from nncompress.predictors import modelfiles, spec as specs
 from nncompress.errors import ChecksumError, FormatError, ModelError, ModelMismatchError, NNCError
 
-from conftest import canterbury_files
+from helpers import canterbury_files, compress_in_fresh_processes
 
 CASES = {
     "empty": b"",
@@ -93,7 +93,6 @@ def test_canterbury_round_trip_default_model(path):
 def test_default_same_bytes_with_one_and_two_threads_in_fresh_processes(tmp_path):
     """The shipped default (FS-LSTM with full dynamic evaluation, ctx2, gmix, cm stage) gives
     the same bytes with 1 and 2 threads, each in a fresh process, over several streams."""
-    from test_dyneval import compress_in_fresh_processes
     text = (b"The default must give the same bytes on any thread count. " * 20
             + bytes(range(256)) + b"def f(x):\n    return x + 1\n" * 30)
     src = tmp_path / "text"

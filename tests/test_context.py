@@ -1,5 +1,4 @@
 """ContextModel: the interface contract, determinism, what a batch changes, and that it learns."""
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +7,7 @@ from nncompress.format import coding
 from nncompress.predictors.base import PredictorIdentity
 from nncompress.predictors.context import DEFAULT_SETTINGS, ContextModel
 
-CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
+from helpers import CORPORA
 
 # Small tables keep the tests fast (the defaults allocate ~200 MB lazily; that is fine too).
 SMALL = {"hash_bits": 12}

@@ -9,6 +9,8 @@ import pytest
 import nncompress
 from nncompress.errors import NNCError
 
+from helpers import mutate
+
 DATA = (b"Alice was beginning to get very tired of sitting by her sister on the bank. " * 30)[:2000]
 
 
@@ -16,27 +18,6 @@ DATA = (b"Alice was beginning to get very tired of sitting by her sister on the 
 def blob():
     # 3 streams and several segments, so every record type is present.
     return nncompress.compress(DATA, model="order0", streams=3, segment_steps=200)
-
-
-def mutate(blob, rng):
-    """One random damage to `blob`: (kind, position, damaged bytes). Also used by
-    bench/scripts/fuzz_damaged.py."""
-    kind = rng.choice(["flip", "byte", "cut", "insert", "delete", "append"])
-    b = bytearray(blob)
-    i = rng.randrange(len(b))
-    if kind == "flip":
-        b[i] ^= 1 << rng.randrange(8)
-    elif kind == "byte":
-        b[i] = (b[i] + rng.randrange(1, 256)) % 256
-    elif kind == "cut":
-        b = b[:i]
-    elif kind == "insert":
-        b[i:i] = bytes([rng.randrange(256)])
-    elif kind == "delete":
-        del b[i]
-    else:
-        b += bytes([rng.randrange(256)])
-    return kind, i, bytes(b)
 
 
 def _mutations(blob, n, seed):

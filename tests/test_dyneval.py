@@ -1,9 +1,6 @@
 """Exact dynamic evaluation of the FS-LSTM output layer: the rule, the gain, the same bits everywhere."""
 import io
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,9 +13,7 @@ from nncompress.errors import ModelError, ModelMismatchError  # noqa: E402
 from nncompress.predictors.fslstm import dyneval, exact  # noqa: E402
 from nncompress.predictors.fslstm.predictor import FSLSTMPredictor, read_exact, save_exact  # noqa: E402
 
-from test_fslstm_exact import TEXT, _random_model  # noqa: E402
-
-STATS_TEXT = bytes(range(32, 127)) * 40 + TEXT
+from helpers import STATS_TEXT, TEXT, compress_in_fresh_processes, random_model as _random_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -150,23 +145,6 @@ def test_torch_backend_decodes_the_numpy_file(de_model):
     nncompress.decompress_stream(src, sink, header=h, predictor=pred)
     assert sink.getvalue() == data
     assert pred.de.updates > 10
-
-
-def compress_in_fresh_processes(path, src, streams: int, dynamic_eval=True) -> list[bytes]:
-    """`src` compressed with model file `path` (None: the default spec) and `dynamic_eval`, in a
-    fresh process with 1 and with 2 threads (torch, OpenMP and BLAS)."""
-    code = ("import sys, torch, nncompress; torch.set_num_threads(int(sys.argv[3]));"
-            "d = open(sys.argv[1], 'rb').read();"
-            "sys.stdout.buffer.write(nncompress.compress(d, model=sys.argv[2] or None, "
-            f"device='cpu', streams={streams}, dynamic_eval={dynamic_eval!r}))")
-    outs = []
-    for threads in (1, 2):
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
-        p = subprocess.run([sys.executable, "-c", code, str(src), str(path or ""), str(threads)],
-                           capture_output=True, timeout=300, env=env)
-        assert p.returncode == 0, p.stderr.decode()
-        outs.append(p.stdout)
-    return outs
 
 
 def test_same_bytes_with_one_and_two_threads_in_fresh_processes(de_model, tmp_path):

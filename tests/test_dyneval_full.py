@@ -13,9 +13,7 @@ from nncompress.predictors.fslstm import backward, dyneval, exact  # noqa: E402
 from nncompress.predictors.fslstm.model import FSConfig, FSRNN  # noqa: E402
 from nncompress.predictors.fslstm.predictor import FSLSTMPredictor, save_exact  # noqa: E402
 
-from test_fslstm_exact import TEXT, _random_model  # noqa: E402
-
-STATS_TEXT = bytes(range(32, 127)) * 40 + TEXT
+from helpers import STATS_TEXT, TEXT, compress_in_fresh_processes, random_model as _random_model  # noqa: E402
 
 
 def _exact_grads(cfg, q, x):
@@ -131,7 +129,6 @@ def test_full_round_trip_threads_torch_backend_and_header(full_model, monkeypatc
 
 
 def test_same_bytes_with_one_and_two_threads_in_fresh_processes(full_model, tmp_path):
-    from test_dyneval import compress_in_fresh_processes
     path, _, _ = full_model
     src = tmp_path / "text"
     src.write_bytes(TEXT * 3)

@@ -14,26 +14,9 @@ from nncompress.format import coding  # noqa: E402
 from nncompress.errors import ModelError  # noqa: E402
 from nncompress.predictors.fslstm import exact  # noqa: E402
 from nncompress.tools.export import float_bits, exact_bits  # noqa: E402
-from nncompress.predictors.fslstm.model import FSRNN, get_config  # noqa: E402
 from nncompress.predictors.fslstm.predictor import FSLSTMPredictor, read_exact, save_exact  # noqa: E402
 
-TEXT = (b"It is a truth universally acknowledged, that a single man in possession of a good "
-        b"fortune, must be in want of a wife. However little known the feelings or views of such "
-        b"a man may be on his first entering a neighbourhood, this truth is so well fixed.\n") * 8
-
-
-def _random_model(name="tiny", k=None, seed=0):
-    torch.manual_seed(seed)
-    cfg = get_config(name)
-    if k is not None:
-        cfg.k = k
-    m = FSRNN(cfg).eval()
-    with torch.no_grad():  # non-trivial LayerNorm parameters and biases
-        for p in m.parameters():
-            if p.dim() == 1:
-                p.add_(0.2 * torch.randn_like(p))
-    sd = {k_: v.detach().numpy() for k_, v in m.state_dict().items()}
-    return cfg.to_dict(), sd
+from helpers import TEXT, random_model as _random_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,31 @@
 """Golden files pin the bitstream: they must keep decoding, and re-encoding the same text with the
-same settings must give the same bytes (for version-1 files: the same records after a version-2
-header that describes the same settings). A deliberate change of the bitstream must bump the format
-version (container.FORMAT_VERSION) or the predictor's name, and add new files."""
-from pathlib import Path
+same settings must give the same bytes. A deliberate change of the bitstream must bump the format
+version (container.FORMAT_VERSION) or the predictor's name, and add new files.
 
+The files are listed in tests/data/golden.json, one object per file:
+
+    file              the file's name in tests/data
+    version           the format version its header must have
+    predictor         the predictor name its header must record
+    arith             every arithmetic tag in its settings (sorted, each once): what it pins
+    members           (optional) the names of the ensemble members inside it, in order
+    streams           (optional) the stream count its header must have
+    max_header_bytes  (optional) an upper bound on its header's size (the settings dictionaries)
+    spec              (optional) a predictor spec: compressing the text with it, in the file's
+                      stream count and segment length, must give the file (as `compare` says)
+    compare           how a re-encoding must match the file: "bytes" (the whole file, for files
+                      of today's version) or "records" (the same header fields and the same
+                      records after a header of today's version, for older versions)
+    pins              what the file pins, in words
+
+Re-encoding rebuilds the predictor from the file's own header, as the decoder does, and encodes
+the text again with its stream count and segment length. Adding a golden file is adding an entry;
+a new `compare` mode is a new branch in `matches`.
+"""
 import dataclasses
 import io
+import json
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +34,9 @@ from nncompress import api, engine
 from nncompress.format import container
 
 DATA = Path(__file__).with_name("data")
-TEXT = (DATA / "golden.txt").read_bytes()
+MANIFEST = json.loads((DATA / "golden.json").read_text())
+TEXT = (DATA / MANIFEST["text"]).read_bytes()
+GOLDEN = MANIFEST["files"]
 
 
 def reencode(blob: bytes) -> bytes:
@@ -37,98 +59,64 @@ def same_after_header(again: bytes, blob: bytes, version: int) -> bool:
             and again[src.tell():] == blob[len(container.pack_header(h)):])
 
 
-def compress_like(h, model=None) -> bytes:
-    """TEXT compressed through the API with `model` (None: today's default) in the stream count and
-    segment length of the header `h`."""
-    return nncompress.compress(TEXT, model=model, streams=h.n_streams,
-                               segment_steps=h.segment_steps)
+def matches(again: bytes, blob: bytes, entry: dict) -> bool:
+    if entry["compare"] == "bytes":
+        return again == blob
+    if entry["compare"] == "records":
+        return same_after_header(again, blob, entry["version"])
+    raise AssertionError(f"unknown compare mode {entry['compare']!r} in golden.json")
 
 
-def load_golden(name: str, version: int, predictor: str):
-    """A golden file, checked to decode to TEXT, and its header (of the given version and
-    predictor name)."""
-    blob = (DATA / name).read_bytes()
+def arith_tags(settings) -> list:
+    """Every arithmetic tag in a settings tree, sorted, each once."""
+    found, stack = set(), [settings]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, dict):
+            found.update(v for k, v in x.items() if k == "arith")
+            stack.extend(v for k, v in x.items() if k != "arith")
+        elif isinstance(x, list):
+            stack.extend(x)
+    return sorted(found)
+
+
+def member_names(settings) -> list:
+    while "members" not in settings and "inner" in settings:
+        settings = settings["inner"]["settings"]
+    return [m["name"] for m in settings.get("members", [])]
+
+
+@pytest.mark.parametrize("entry", GOLDEN, ids=[e["file"] for e in GOLDEN])
+def test_golden_file_decodes_and_reencodes_identically(entry):
+    blob = (DATA / entry["file"]).read_bytes()
     assert nncompress.decompress(blob) == TEXT
     h = nncompress.read_header(io.BytesIO(blob))
-    assert h.version == version and h.predictor_name == predictor
-    return blob, h
-
-
-# "default" is fslstm-small-v1+ctx1: it pins the exact FS-LSTM arithmetic and the mixer too.
-@pytest.mark.parametrize("model,name", [("ctx1", "ctx1"), ("order0", "order0"), ("default", "mix")])
-def test_golden_file_decodes_and_reencodes_identically(model, name):
-    blob = (DATA / f"golden-v1-{model}.nnc").read_bytes()
-    assert nncompress.decompress(blob) == TEXT
-    h = nncompress.read_header(io.BytesIO(blob))
-    assert h.version == 1 and h.predictor_name == name
+    assert (h.version, h.predictor_name) == (entry["version"], entry["predictor"])
+    assert arith_tags(h.settings) == entry["arith"]
+    if "members" in entry:
+        assert member_names(h.settings) == entry["members"]
+    if "streams" in entry:
+        assert h.n_streams == entry["streams"]
+    if "max_header_bytes" in entry:
+        assert len(container.pack_header(h)) < entry["max_header_bytes"]
+    if "spec" in entry:
+        again = nncompress.compress(TEXT, model=entry["spec"], streams=h.n_streams,
+                                    segment_steps=h.segment_steps)
+        assert matches(again, blob, entry)
     again = reencode(blob)
     assert nncompress.read_header(io.BytesIO(again)).version == container.FORMAT_VERSION
-    assert same_after_header(again, blob, 1)
+    assert matches(again, blob, entry)
 
 
-# The version-2 default, fslstm-small-v2+ctx1 with dynamic evaluation on: it pins the compressed
-# header, the exact FS-LSTM, the integer dynamic-evaluation updates and the mixer.
-def test_golden_v2_default_decodes_and_reencodes_identically():
-    blob, h = load_golden("golden-v2-default.nnc", 2, "mix")
-    members = {m["name"]: m for m in h.settings["members"]}
-    assert members["fslstm-small-v2"]["settings"]["dyneval"]["arith"] == "de-out-v1"
-    assert same_after_header(reencode(blob), blob, 2)
+def test_every_golden_file_is_in_the_manifest():
+    listed = {e["file"] for e in GOLDEN}
+    assert {p.name for p in DATA.glob("golden-*.nnc")} <= listed
+    assert all((DATA / name).is_file() for name in listed)
 
 
 def test_future_version_is_refused_by_version():
     blob = bytearray((DATA / "golden-v1-ctx1.nnc").read_bytes())
-    future = container.FRAMED_VERSION + 1          # version 5 is the framed layout (frames.py)
-    blob[4] = future
+    blob[4] = container.FORMAT_VERSION + 1
     with pytest.raises(nncompress.FormatError,
-                       match=f"unsupported .nnc format version {future}"):
+                       match=f"unsupported .nnc format version {container.FORMAT_VERSION + 1}"):
         nncompress.decompress(bytes(blob))
-
-
-# The default of fslstm-small-v3 before the geometric mixer: fslstm-small-v3+ctx1+match with full
-# dynamic evaluation and the linear mixer. It pins the integer backward pass and update
-# (de-full-v1) and the match stage.
-def test_golden_v3_default_decodes_and_reencodes_identically():
-    blob, h = load_golden("golden-v2-default-v3.nnc", 2, "match")
-    assert h.settings["arith"] == "match-sse-v1" and h.settings["inner"]["name"] == "mix"
-    members = {m["name"]: m for m in h.settings["inner"]["settings"]["members"]}
-    assert members["fslstm-small-v3"]["settings"]["dyneval"]["arith"] == "de-full-v1"
-    assert same_after_header(reencode(blob), blob, 2)
-
-
-# The default from the geometric mixer (gmix, geo-v1) to ctx2: the same models and stages as
-# above. Compressing with its spec must still give exactly this file's records.
-def test_golden_v4_default_decodes_and_reencodes_identically():
-    blob, h = load_golden("golden-v2-default-v4.nnc", 2, "match")
-    inner = h.settings["inner"]
-    assert inner["name"] == "gmix" and inner["settings"]["arith"] == "geo-v1"
-    assert [m["name"] for m in inner["settings"]["members"]] == ["fslstm-small-v3", "ctx1"]
-    again = compress_like(h, "fslstm-small-v3+ctx1+match")
-    assert same_after_header(again, blob, 2)
-    assert same_after_header(reencode(blob), blob, 2)
-
-
-# The default of format version 3 (the settings dictionary of SETTINGS_ZDICT_V3): the FS-LSTM
-# with ctx2 under the geometric mixer, then the match stage. Compressing with its spec must give
-# exactly this file's records.
-def test_golden_v5_default_decodes_and_reencodes_identically():
-    blob, h = load_golden("golden-v3-default-v5.nnc", 3, "match")
-    inner = h.settings["inner"]
-    assert [m["name"] for m in inner["settings"]["members"]] == ["fslstm-small-v3", "ctx2"]
-    assert len(container.pack_header(h)) < 100
-    again = compress_like(h, "fslstm-small-v3+ctx2+match")
-    assert same_after_header(again, blob, 3)
-    assert same_after_header(reencode(blob), blob, 3)
-
-
-# Today's default (format version 4: the settings dictionary of SETTINGS_ZDICT_V4): the same
-# mixture under the cm stage (cm-v1), in 3 streams so that the merged updates of a batch are
-# pinned too. Compressing with the default spec must give exactly this file.
-def test_golden_v6_default_decodes_and_reencodes_identically():
-    blob, h = load_golden("golden-v4-default-v6.nnc", 4, "cm")
-    assert h.settings["arith"] == "cm-v1" and h.n_streams == 3
-    inner = h.settings["inner"]
-    assert [m["name"] for m in inner["settings"]["members"]] == ["fslstm-small-v3", "ctx2"]
-    assert len(container.pack_header(h)) < 100
-    again = compress_like(h)
-    assert again == blob
-    assert reencode(blob) == blob

@@ -16,7 +16,7 @@ import nncompress
 from nncompress.errors import NNCError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-from test_corruption import mutate  # noqa: E402  (the test suite's damage model, one copy)
+from helpers import mutate  # noqa: E402  (the test suite's damage model, one copy)
 
 TEXT = Path(__file__).resolve().parents[2].joinpath("README.md").read_bytes()[:6000]
 
