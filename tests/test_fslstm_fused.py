@@ -65,16 +65,18 @@ def test_kernels_give_the_reference_integers(k, scale):
         assert any((np.abs(t[c]["tj"]) == top).any() for t in ref_tapes for c in t
                    if isinstance(t[c], dict))
 
-def test_shipped_model_with_full_dynamic_evaluation_is_unchanged(monkeypatch):
-    """The default's FS-LSTM member with every weight adapting: the kernels and the reference
-    give the same weights step after step (the backward pass reads the kernels' tape)."""
+@pytest.mark.parametrize("de", [{"scope": "full"}, {"scope": "full", "decay": 0.05, "lr": 0.01},
+                                {"scope": "out", "decay": 0.05, "segment": 4}])
+def test_shipped_model_with_dynamic_evaluation_is_unchanged(monkeypatch, de):
+    """The default's FS-LSTM member adapting (every weight, or the output layer; with decay and
+    a large step): the kernels and the reference give the same weights step after step (the
+    backward pass reads the kernels' tape, the updates run in fused.de_update)."""
     rng = np.random.default_rng(5)
     text = rng.integers(32, 127, size=(40, 9)).astype(np.int64)
 
     def tables(use):
         monkeypatch.setattr(exact.ExactFSRNN, "use_kernels", use)
-        p = specs.build_predictor("fslstm-small-v3", device="cpu",
-                                   dynamic_eval={"scope": "full"})
+        p = specs.build_predictor("fslstm-small-v3", device="cpu", dynamic_eval=de)
         w = [p.start(9)]
         for t in range(text.shape[0]):
             w.append(p.step(text[t]))
