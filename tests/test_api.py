@@ -22,8 +22,8 @@ CASES = {
 @pytest.mark.parametrize("model", ["order0", None])
 def test_round_trip(name, model):
     data = CASES[name]
-    if model is None and len(data) > 100_000:
-        data = data[:30_000]  # keep the default model's run short on CI
+    if model is None:
+        data = data[:8_000]  # the default model codes a few KB/s; the golden files pin its bytes
     blob = nncompress.compress(data, model=model)
     assert nncompress.decompress(blob) == data
 

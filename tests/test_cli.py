@@ -144,6 +144,7 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path):
     assert sorted(f.name for f in tmp_path.iterdir()) == ["big.txt"]
 
 
+@pytest.mark.slow   # the slow tier (CI runs it after the fast one)
 def test_default_model_through_the_cli(textfile, tmp_path):
     """The shipped default (fslstm-small-v3+ctx2+cm): compress with --verify, info, test,
     restore."""

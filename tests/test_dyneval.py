@@ -130,6 +130,7 @@ def test_round_trip_header_and_ensemble(de_model):
     assert nncompress.decompress(mix, model=str(path)) == data
 
 
+@pytest.mark.slow   # the slow tier (CI runs it after the fast one)
 def test_torch_backend_decodes_the_numpy_file(de_model):
     """The torch backend (what CUDA runs) repeats the numpy backend's updates exactly."""
     path, cfg, q = de_model
@@ -147,6 +148,7 @@ def test_torch_backend_decodes_the_numpy_file(de_model):
     assert pred.de.updates > 10
 
 
+@pytest.mark.slow   # the slow tier (CI runs it after the fast one)
 def test_same_bytes_with_one_and_two_threads_in_fresh_processes(de_model, tmp_path):
     path, _, _ = de_model
     src = tmp_path / "text"

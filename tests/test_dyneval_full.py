@@ -128,6 +128,7 @@ def test_full_round_trip_threads_torch_backend_and_header(full_model, monkeypatc
         assert np.array_equal(np.asarray(a.net.p[name]), b.net.p[name].cpu().numpy()), name
 
 
+@pytest.mark.slow   # the slow tier (CI runs it after the fast one)
 def test_same_bytes_with_one_and_two_threads_in_fresh_processes(full_model, tmp_path):
     path, _, _ = full_model
     src = tmp_path / "text"
@@ -139,6 +140,7 @@ def test_same_bytes_with_one_and_two_threads_in_fresh_processes(full_model, tmp_
     assert nncompress.decompress(outs[0], model=str(path)) == TEXT * 3
 
 
+@pytest.mark.slow   # the slow tier (CI runs it after the fast one)
 def test_cli_scope_option(full_model, tmp_path):
     from click.testing import CliRunner
     from nncompress.cli import main

@@ -85,6 +85,7 @@ def _compress_in_subprocess(model_path, data_path, threads):
     return p.stdout
 
 
+@pytest.mark.slow   # the slow tier (CI runs it after the fast one)
 def test_model_file_round_trip_threads_and_fresh_processes(tiny, tmp_path):
     cfg, _, q = tiny
     path = tmp_path / "tiny-rand.pt"

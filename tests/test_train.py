@@ -106,6 +106,7 @@ def test_load_model_refuses_a_file_that_is_not_a_model(tmp_path):
         load_model(junk)
 
 
+@pytest.mark.slow   # the slow tier (CI runs it after the fast one)
 def test_export_with_dynamic_evaluation_statistics(data, tmp_path):
     """train -> export --de-data: the model file carries the statistics and the tuned settings,
     the record the static and dynamic cross-entropy, and the model compresses with --dynamic-eval."""
