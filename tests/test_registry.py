@@ -123,7 +123,7 @@ def test_parse_spec_options_and_paths(tmp_path):
     assert parse_spec(str(odd)) == Spec((str(odd),))
     assert ensemble([" ctx1", "order0 "]) == "ctx1+order0"
     assert parse_spec("fslstm-small-v3+ctx2+cm:de-out").label == \
-        "fslstm-small-v3+ctx2+cm dyn-eval scope=out"
+        "fslstm-small-v3+ctx2+cm dyn-eval out"
 
 
 @pytest.mark.parametrize("text,message", [

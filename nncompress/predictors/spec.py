@@ -68,7 +68,9 @@ class Spec:
         text = ENSEMBLE_SEP.join(names + ([self.stage] if self.stage else []))
         de = self.dynamic_eval
         if isinstance(de, dict):
-            text += " dyn-eval " + " ".join(f"{k}={v}" for k, v in sorted(de.items()))
+            text += " dyn-eval " + " ".join(([str(de["scope"])] if "scope" in de else [])
+                                            + [f"{k}={v}" for k, v in sorted(de.items())
+                                               if k != "scope"])
         elif de is not None:
             text += " dyn-eval" if de else " static"
         return text
