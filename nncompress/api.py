@@ -151,8 +151,10 @@ def predictor_for(header: Header, *, model: Optional[str] = None, device: str = 
     for part in (specs.parse_spec(model).members if model else []):
         if os.path.exists(part):
             extra.append(part)
-        elif not specs.resolve(part).builtin:
-            extra.append(str(specs.resolve(part).path))
+            continue
+        ref = specs.resolve(part)
+        if not ref.builtin:
+            extra.append(str(ref.path))
     node = registry.check_header(header.predictor_name, header.model_sha256, header.settings)
     cap = node.stream_limits().cap
     if header.n_streams > cap:

@@ -94,7 +94,8 @@ def parse_spec(text: Optional[str] = None, dynamic_eval: DynamicEval = None) -> 
     if not _is_file(text) and DE_SEP in text:
         head, _, tail = text.rpartition(DE_SEP)
         if tail in DE_SUFFIXES:
-            body, de = head, DE_SUFFIXES[tail]
+            value = DE_SUFFIXES[tail]
+            body, de = head, dict(value) if isinstance(value, dict) else value
         elif "/" not in tail and ENSEMBLE_SEP not in tail:
             raise ModelError(f"{text!r}: unknown dynamic-evaluation option {DE_SEP}{tail} (known: "
                              f"{', '.join(DE_SEP + s for s in DE_SUFFIXES)})")
