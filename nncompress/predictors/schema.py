@@ -104,7 +104,8 @@ class Schema:
             raise SettingsError(what, "settings must be an object")
         unknown = set(settings) - set(self.fields)
         if unknown:
-            raise SettingsError(what, f"unknown settings {sorted(map(short, unknown))[:5]}")
+            keys = [k if len(k) <= 40 else k[:37] + "..." for k in sorted(map(str, unknown))[:5]]
+            raise SettingsError(what, f"unknown settings {keys}")
         out = {}
         for key, f in self.fields.items():
             if key in settings:
