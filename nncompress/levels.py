@@ -17,8 +17,13 @@ from typing import Optional
 
 # The neural member of levels 4 to 9.
 FSLSTM = "fslstm-small-v3"
-# The default frame size of framed files (format version 5).
-FRAME_BYTES = 1 << 24
+# Default frame sizes of framed files (format version 5), from bench/results/frames.md: the
+# context models of levels 1 to 3 keep gaining from longer history (at level 1, 1 MiB frames cost
+# 2.9% and 2 MiB frames 1.2% against one 4 MiB frame), and code 4 MiB in about half a minute; the
+# FS-LSTM levels adapt within their first few hundred KB and code 1 MiB in about 7 minutes, so
+# 1 MiB frames still give many workers something to do.
+FRAME_BYTES = 1 << 20
+CONTEXT_FRAME_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -33,9 +38,11 @@ class Level:
 
 
 LEVELS: dict[int, Level] = {lv.level: lv for lv in (
-    Level(1, "ctx1", summary="order-0..5 context model"),
-    Level(2, "ctx1+match", summary="ctx1 refined by the long-range match model"),
-    Level(3, "ctx2+cm", summary="ctx2 refined by the context-mixing stage (no neural model)"),
+    Level(1, "ctx1", summary="order-0..5 context model", frame_bytes=CONTEXT_FRAME_BYTES),
+    Level(2, "ctx1+match", summary="ctx1 refined by the long-range match model",
+          frame_bytes=CONTEXT_FRAME_BYTES),
+    Level(3, "ctx2+cm", summary="ctx2 refined by the context-mixing stage (no neural model)",
+          frame_bytes=CONTEXT_FRAME_BYTES),
     Level(4, f"{FSLSTM}+ctx2+cm:static",
           summary="FS-LSTM (static) mixed with ctx2, context-mixing stage"),
     Level(5, f"{FSLSTM}+ctx2+cm:de-out",
