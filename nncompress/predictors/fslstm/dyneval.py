@@ -210,14 +210,24 @@ def _apply(de, grads: dict, n: int) -> None:
     """One update of every adapted parameter from its segment gradient sum over n bytes."""
     o = de.ops
     for name in de.params:
-        G = o.clamp(grads[name], -G_CLAMP, G_CLAMP)
         acc = de.acc[name]
         div = math.isqrt(n * N_REF) << de.R[name]
+        lim = (W_MAX if backward.is_matrix(name) else B_MAX) << ACC
+        if de.net._fused and div < (1 << 62):   # the same integers in one compiled pass
+            from . import fused
+            new = np.empty(acc.shape, dtype=np.int64)
+            par = np.empty(acc.shape, np.float64 if backward.is_matrix(name) else np.int64)
+            fused.de_update(np.ascontiguousarray(grads[name]).reshape(-1), acc.reshape(-1),
+                            de.acc0[name].reshape(-1), de.r[name].reshape(-1),
+                            de.d[name].reshape(-1), div, G_CLAMP, D_BITS, de.s.decay > 0, lim,
+                            ACC, new.reshape(-1), par.reshape(-1))
+            de.acc[name], de.net.p[name] = new, par
+            continue
+        G = o.clamp(grads[name], -G_CLAMP, G_CLAMP)
         step = (G * de.r[name]) // div                                 # |G * r| < 2**62
         if de.s.decay > 0:                                             # else d == 0: no term
             step = step - (((de.acc0[name] - acc) * de.d[name]) >> D_BITS)  # < 2**62
         acc = acc - step
-        lim = (W_MAX if backward.is_matrix(name) else B_MAX) << ACC
         acc = o.clamp(acc, -lim, lim)
         de.acc[name] = acc
         de.net.p[name] = _f64(o, acc >> ACC) if backward.is_matrix(name) else acc >> ACC

@@ -212,3 +212,30 @@ def cell_back(dh_out, dc_out, cs, y4, sd4, sf, si, tj, yc, sdc, tl, so, ln_gain,
                 yrow[g * n + j] = y4[a, g, j]
         for g in range(4):
             _ln_back_row(dg, yrow, g * n, sd4[a, g], ln_gain, g * n, n, dz[a], g * n)
+
+
+# ------------------------------------------------------------------ dynamic evaluation (dyneval.py)
+
+@njit(cache=True)
+def de_update(G, acc, acc0, r, d, div, g_clamp, d_bits, decay, lim, acc_shift, new_acc, p_out):
+    """dyneval._apply for one parameter (all arrays flat): the clamped gradient sum G times the
+    multipliers r, floor-divided by div, the decay towards the trained values when `decay`,
+    the accumulator clamped to +-lim; writes the new accumulator and the parameter
+    (acc >> acc_shift, into an int64 or float64 array)."""
+    for i in range(G.shape[0]):
+        g = G[i]
+        if g < -g_clamp:
+            g = -g_clamp
+        elif g > g_clamp:
+            g = g_clamp
+        a = acc[i]
+        step = (g * r[i]) // div
+        if decay:
+            step = step - (((acc0[i] - a) * d[i]) >> d_bits)
+        a = a - step
+        if a < -lim:
+            a = -lim
+        elif a > lim:
+            a = lim
+        new_acc[i] = a
+        p_out[i] = a >> acc_shift
