@@ -241,6 +241,10 @@ def read_header(f: BinaryIO) -> Header:
         raise TruncatedError("truncated .nnc data: header is incomplete")
     (_, version, flags, length, n_streams, seg_steps, coder, precision, sha, name_len) = \
         _FIXED.unpack(head)
+    if version == FRAMED_VERSION:
+        raise FormatError("a framed .nnc file (format version 5) where a single body was expected: "
+                          "read it frame by frame (frames.py; nncompress.decompress, "
+                          "nncompress.parallel or the CLI do)")
     if version not in READABLE_VERSIONS:
         raise FormatError(f"unsupported .nnc format version {version} (this nncompress reads "
                           f"versions {', '.join(map(str, READABLE_VERSIONS))} and "
