@@ -103,12 +103,31 @@ def test_verify_and_bad_options(work):
 
 # ---------------------------------------------------------------- Dask distributed
 
-distributed = pytest.importorskip("distributed", reason="Dask distributed is not installed "
-                                  "(pip install 'nncompress[cluster]')")
+def _exit_worker(opts: dict, data: bytes, *args):
+    os._exit(3)
+
+
+def test_a_dead_local_worker_is_one_error():
+    """A pool worker that dies (out of memory, killed) fails the run with one NNCError."""
+    opts = {"level": 1, "model": None, "device": "cpu", "streams": None, "dynamic_eval": None}
+    ex = parallel._Pool(2, opts, "c")
+    try:
+        with pytest.raises(nncompress.NNCError, match="worker process ended unexpectedly"):
+            ex.submit(_exit_worker, opts, b"x").result()
+    finally:
+        ex.close(abort=True)
+
+
+try:
+    import distributed
+except ImportError:            # the optional extra: pip install 'nncompress[cluster]'
+    distributed = None
 
 
 @pytest.fixture(scope="module")
 def cluster():
+    if distributed is None:
+        pytest.skip("Dask distributed is not installed (pip install 'nncompress[cluster]')")
     from distributed import LocalCluster
     with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
                       host="127.0.0.1") as c:
