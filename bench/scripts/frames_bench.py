@@ -169,6 +169,19 @@ def _fmt_size(n: int) -> str:
     return str(n)
 
 
+def _short_names(cmds: list) -> str:
+    """Other processes seen during a timing, as 'python3 -m pytest'-like names."""
+    names = []
+    for c in cmds:
+        parts = " ".join(c.split()).split(" ")
+        if not parts[0]:
+            continue
+        name = " ".join([os.path.basename(parts[0])] + parts[1:3])
+        if name not in names:
+            names.append(name)
+    return "; ".join(names[:5]) + ("; ..." if len(names) > 5 else "")
+
+
 def report(args) -> None:
     rows = [json.loads(line) for p in args.files for line in open(p) if line.strip()]
     last = {}
@@ -225,9 +238,9 @@ def report(args) -> None:
                            f"{r['c_peak_mib']} / {r['d_peak_mib']} | "
                            f"{r.get('c_child_mib', '-')} / {r.get('d_child_mib', '-')} | "
                            f"{'yes' if same else 'NO'} |")
-                if r.get("other_running"):
-                    out.append(f"|  | other processes running: {', '.join(r['other_running'])} "
-                               "| | | | | | | | | |")
+                others = _short_names(r.get("other_running", []))
+                if others:
+                    out.append(f"|  | also running: {others} | | | | | | | | | |")
         out.append("")
     Path(args.md).write_text("\n".join(out) + "\n") if args.md else print("\n".join(out))
     if args.png and charts:
