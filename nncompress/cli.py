@@ -13,12 +13,10 @@ import contextlib
 import importlib
 import io
 import os
-import shutil
 import signal
 import stat
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import BinaryIO, Iterator, Optional
 
@@ -353,26 +351,6 @@ def _check_input(path: str, force: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def _seekable_input(path: str) -> Iterator[BinaryIO]:
-    """The input as a seekable binary file; stdin (and a non-regular file) is spooled to a
-    temporary file first."""
-    if path == STDIO:
-        with tempfile.TemporaryFile() as tmp:
-            shutil.copyfileobj(_stdin(), tmp, 1 << 20)
-            tmp.seek(0)
-            yield tmp
-    else:
-        with open(path, "rb") as f:
-            if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                yield f
-                return
-            with tempfile.TemporaryFile() as tmp:
-                shutil.copyfileobj(f, tmp, 1 << 20)
-                tmp.seek(0)
-                yield tmp
-
-
-@contextlib.contextmanager
 def _framed_input(path: str) -> Iterator[tuple[BinaryIO, Optional[int]]]:
     """The input to read frame by frame, and its length when it is a regular file (standard
     input and other non-regular files are read as they come, never spooled)."""
@@ -432,17 +410,6 @@ def _same_file(a: str, b: Optional[Path]) -> bool:
         return os.path.samefile(a, b)
     except OSError:   # b does not exist (or cannot, its name being too long)
         return False
-
-
-def _files_equal(a: BinaryIO, b: BinaryIO) -> bool:
-    a.seek(0)
-    b.seek(0)
-    while True:
-        x, y = a.read(1 << 20), b.read(1 << 20)
-        if x != y:
-            return False
-        if not x:
-            return True
 
 
 model_opt = click.option("--model", "-m", metavar="SPEC", default=None,
