@@ -42,6 +42,15 @@ def _isqrt(v):
 
 
 @njit(cache=True, inline="always")
+def _clip(x, lim):
+    if x < -lim:
+        return -lim
+    if x > lim:
+        return lim
+    return x
+
+
+@njit(cache=True, inline="always")
 def _lut_index(x):
     i = x >> _LUT_SHIFT
     if i < -_LUT_HALF:
@@ -57,29 +66,17 @@ def _ln_row(src, base, n, eps, y, ybase):
     returns the standard deviation (Q16)."""
     tot = np.int64(0)
     for j in range(n):
-        v = src[base + j]
-        if v < -_Z:
-            v = -_Z
-        elif v > _Z:
-            v = _Z
+        v = _clip(src[base + j], _Z)
         tot += v
     mean = tot // n
     ss = np.int64(0)
     for j in range(n):
-        v = src[base + j]
-        if v < -_Z:
-            v = -_Z
-        elif v > _Z:
-            v = _Z
+        v = _clip(src[base + j], _Z)
         d = v - mean
         ss += d * d
     sd = _isqrt(ss // n + eps)
     for j in range(n):
-        v = src[base + j]
-        if v < -_Z:
-            v = -_Z
-        elif v > _Z:
-            v = _Z
+        v = _clip(src[base + j], _Z)
         y[ybase + j] = ((v - mean) << _FRAC) // sd
     return sd
 
@@ -108,10 +105,7 @@ def cell(z, h, cs, ln_gain, ln_bias, lnc_gain, lnc_bias, lut_sig, lut_tanh, fb, 
             vi = lut_sig[_lut_index(gi)]
             vj = lut_tanh[_lut_index(gj)]
             c = ((cs[s, j] * vf) >> _LUT_OUT) + ((vi * vj) >> (2 * _LUT_OUT - _FRAC))
-            if c < -_C:
-                c = -_C
-            elif c > _C:
-                c = _C
+            c = _clip(c, _C)
             crow[j] = c
             sf[s, j] = vf
             si[s, j] = vi
@@ -150,15 +144,6 @@ def softmax_weights(logits, lut_exp, out):
 
 _D = 1 << 26        # backward.D_CLAMP
 _T = 1 << 36        # backward.T_CLAMP
-
-
-@njit(cache=True, inline="always")
-def _clip(x, lim):
-    if x < -lim:
-        return -lim
-    if x > lim:
-        return lim
-    return x
 
 
 @njit(cache=True, inline="always")
@@ -223,19 +208,11 @@ def de_update(G, acc, acc0, r, d, div, g_clamp, d_bits, decay, lim, acc_shift, n
     the accumulator clamped to +-lim; writes the new accumulator and the parameter
     (acc >> acc_shift, into an int64 or float64 array)."""
     for i in range(G.shape[0]):
-        g = G[i]
-        if g < -g_clamp:
-            g = -g_clamp
-        elif g > g_clamp:
-            g = g_clamp
+        g = _clip(G[i], g_clamp)
         a = acc[i]
         step = (g * r[i]) // div
         if decay:
             step = step - (((acc0[i] - a) * d[i]) >> d_bits)
-        a = a - step
-        if a < -lim:
-            a = -lim
-        elif a > lim:
-            a = lim
+        a = _clip(a - step, lim)
         new_acc[i] = a
         p_out[i] = a >> acc_shift
