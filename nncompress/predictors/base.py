@@ -147,3 +147,21 @@ class Registered:
         file the header names (source.model_file(), a modelfiles.ModelRef) and gives the
         device (source.device)."""
         return cls(**settings) if not children else cls(*children, **settings)
+
+
+class Stage(Registered):
+    """A final stage: it wraps one predictor (its one child) and its identity hashes the
+    wrapped predictor's; it is rebuilt from a header as Stage(inner, name=..., **settings)."""
+
+    @classmethod
+    def what(cls, name: str) -> str:
+        return f"{name}-stage"
+
+    @classmethod
+    def identity_sha256(cls, name: str, children: list) -> bytes:
+        (inner_name, inner_sha), = children
+        return stage_sha256(name, inner_name, inner_sha)
+
+    @classmethod
+    def from_identity(cls, name, settings, children, source):
+        return cls(children[0], name=name, **settings)

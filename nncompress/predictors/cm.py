@@ -57,7 +57,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernels, schema
-from .base import Registered, stage_identity, stage_sha256
+from .base import Stage, stage_identity
 from .match import LEN_CLASS_OF, MATCH_SETTINGS, MatchModel, len_class, N_LB
 
 ARITH = "cm-v1"
@@ -193,7 +193,7 @@ def _merge(idx: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     return uniq, total, np.bincount(inv, minlength=len(uniq))
 
 
-class CMStage(Registered):
+class CMStage(Stage):
     NAMES = ("cm",)
     ARITH = ARITH
     SETTINGS = SETTINGS
@@ -211,21 +211,8 @@ class CMStage(Registered):
         self.identity = stage_identity(name, inner, {**cfg, "arith": ARITH})
 
     @classmethod
-    def what(cls, name: str) -> str:
-        return f"{name}-stage"
-
-    @classmethod
     def table_bytes(cls, settings: dict) -> int:
         return (10 << settings["hash_bits"]) * 64 + (8 << settings["match_bits"]) + (64 << 20)
-
-    @classmethod
-    def identity_sha256(cls, name: str, children: list) -> bytes:
-        (inner_name, inner_sha), = children
-        return stage_sha256(name, inner_name, inner_sha)
-
-    @classmethod
-    def from_identity(cls, name, settings, children, source):
-        return cls(children[0], name=name, **settings)
 
     # -- state -------------------------------------------------------------------------------
     def start(self, n_streams: int) -> np.ndarray:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernels, schema
-from .base import Registered, stage_identity, stage_sha256
+from .base import Stage, stage_identity
 
 # The match model's settings (MatchModel), under these names in the match stage's header; the cm
 # stage records the same settings as match_min, match_bits and verify (cm.MATCH_KEYS).
@@ -218,7 +218,7 @@ class MatchModel:
             self.table[idx[pick]] = (pick << _OFF_BITS) | self.n[pick]
 
 
-class MatchStage(Registered):
+class MatchStage(Stage):
     NAMES = ("match",)
     ARITH = ARITH
     SETTINGS = SETTINGS
@@ -237,21 +237,8 @@ class MatchStage(Registered):
         self._adapt = _adapt_table(cfg["rate"])
 
     @classmethod
-    def what(cls, name: str) -> str:
-        return f"{name}-stage"
-
-    @classmethod
     def table_bytes(cls, settings: dict) -> int:
         return 8 << settings["hash_bits"]
-
-    @classmethod
-    def identity_sha256(cls, name: str, children: list) -> bytes:
-        (inner_name, inner_sha), = children
-        return stage_sha256(name, inner_name, inner_sha)
-
-    @classmethod
-    def from_identity(cls, name, settings, children, source):
-        return cls(children[0], name=name, **settings)
 
     # -- state -------------------------------------------------------------------------------
     def start(self, n_streams: int) -> np.ndarray:
