@@ -20,6 +20,8 @@ import ctypes
 import mmap
 import weakref
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -65,6 +67,21 @@ def lazy_zeros(shape, dtype) -> np.ndarray:
         _trace_track(_NUMPY_TRACE_DOMAIN, addr, nbytes)
         weakref.finalize(flat, _trace_untrack, _NUMPY_TRACE_DOMAIN, addr)
     return flat.reshape(shape)
+
+
+@njit(cache=True, inline="always")
+def floordiv_r(a, b, rb):
+    """floor(a / b) for int64 a, b > 0 with |a| < 2**62 and |a / b| < 2**40, given rb = 1.0 / b
+    (computed once for many a): the float64 estimate is within 2**-11 of a / b, so its floor
+    is off by at most one, and one integer correction each way makes it exact. A 64-bit
+    integer division costs several times as much and does not vectorise."""
+    q = np.int64(math.floor(np.float64(a) * rb))
+    r = a - q * b
+    if r < 0:
+        q -= 1
+    elif r >= b:
+        q += 1
+    return q
 
 
 @njit(cache=True)
@@ -314,8 +331,9 @@ def match_apply(w, buf, ptr, mlen, pred, cell, q, bucket_of, class_of):
         qc = q[c]
         rest = max(total - pb, 1)
         f = ((1 << 16) - qc) << 6
+        rr = 1.0 / np.float64(rest)
         for j in range(256):
-            out[i, j] = 1 + (w[i, j] * f) // rest
+            out[i, j] = 1 + floordiv_r(w[i, j] * f, rest, rr)
         out[i, b] = qc << 6
     return out
 
@@ -719,8 +737,9 @@ def _normalise_row(w, i, out, o):
     for j in range(256):
         tot += w[i, j]
     tot = max(tot, 1)
+    rt = 1.0 / np.float64(tot)
     for j in range(256):
-        out[o, j] = 1 + (w[i, j] * ((1 << 22) - 256)) // tot
+        out[o, j] = 1 + floordiv_r(w[i, j] * ((1 << 22) - 256), tot, rt)
 
 
 @njit(cache=True)
