@@ -103,7 +103,7 @@ class Registered:
     STREAM_CAP = FORMAT_MAX_STREAMS
     # the message for a header whose settings["arith"] is not ARITH
     ARITH_REFUSED = ("this file's {name} predictor has arithmetic {got}; this version of "
-                     "nncompress has {arith!r}")
+                     "nncompress has {arith}")
 
     @classmethod
     def what(cls, name: str) -> str:

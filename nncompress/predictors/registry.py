@@ -175,11 +175,13 @@ def _node(name, sha256: bytes, settings, depth: int) -> Node:
     cls = class_for(name, sha256)
     what = cls.what(name)
     own = dict(settings)
+    arith = None
     if cls.ARITH is not None:
-        got = own.pop("arith", None)
-        if got != cls.ARITH:
-            raise ModelMismatchError(cls.ARITH_REFUSED.format(name=name, got=short(got),
-                                                              arith=cls.ARITH))
+        accepted = cls.ARITH if isinstance(cls.ARITH, tuple) else (cls.ARITH,)
+        arith = got = own.pop("arith", None)
+        if got not in accepted:
+            raise ModelMismatchError(cls.ARITH_REFUSED.format(
+                name=name, got=short(got), arith=" or ".join(map(repr, accepted))))
     descriptions = []
     if cls.CHILDREN == "inner":
         descriptions = [_description(what, own.pop("inner", None))]
@@ -195,6 +197,8 @@ def _node(name, sha256: bytes, settings, depth: int) -> Node:
             whose = "model" if cls.CHILDREN == "inner" else "members"
             raise ModelMismatchError(f"this file's {what} identity does not match its {whose}")
     children = [_node(n, h, s, depth + 1) for n, h, s in descriptions]
+    if isinstance(cls.ARITH, tuple):   # a class of several arithmetics builds the header's
+        own["arith"] = arith
     return Node(name, sha256, cls, own, children)
 
 

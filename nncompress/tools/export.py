@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import NNCError
 from ..predictors.fslstm import dyneval, exact
-from ..predictors.fslstm.predictor import ARITH, FSLSTMPredictor, save_exact
+from ..predictors.fslstm.predictor import FSLSTMPredictor, save_exact
 
 
 def load_float(path):
@@ -104,10 +104,18 @@ def add_dyneval_stats(cfg: dict, q: dict, data_path: str) -> dict:
 
 
 def export(ckpt: str, name: str, out_dir: Path, val: str | None, val_bytes: int,
-           n_streams: int = 16, de_data: str | None = None) -> dict:
+           n_streams: int = 16, de_data: str | None = None, arith: str = exact.ARITH_I16) -> dict:
+    if arith not in exact.ARITHS:
+        raise click.ClickException(f"unknown arithmetic {arith!r}")
+    if arith != exact.ARITH_I16 and de_data:
+        raise click.ClickException(f"{arith} models have no dynamic evaluation: drop --de-data")
     cfg, sd = load_float(ckpt)
-    q = exact.quantize_model(cfg, sd)
-    file_cfg = dict(cfg)
+    if arith == exact.ARITH_I8:
+        q = exact.quantize_model_i8(cfg, sd)
+        file_cfg = {**cfg, "arith": arith}
+    else:                       # exact-v1 files carry no "arith" key (as every earlier one)
+        q = exact.quantize_model(cfg, sd)
+        file_cfg = dict(cfg)
     if de_data:
         file_cfg["dyneval"] = {"stats": add_dyneval_stats(cfg, q, de_data),
                                "settings": dataclasses.asdict(DEFAULT_DE)}
@@ -119,7 +127,7 @@ def export(ckpt: str, name: str, out_dir: Path, val: str | None, val_bytes: int,
     tmp_path = out_dir / f".{name}.pt.tmp"
     save_exact(tmp_path, file_cfg, q)
     sha = hashlib.sha256(tmp_path.read_bytes()).hexdigest()
-    rec: dict = {"name": name, "sha256": sha, "arith": ARITH, "bytes": tmp_path.stat().st_size,
+    rec: dict = {"name": name, "sha256": sha, "arith": arith, "bytes": tmp_path.stat().st_size,
                  "config": file_cfg, "exported_from": str(ckpt),
                  "exported": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "export_host": platform.node()}
     train_rec = Path(ckpt).with_suffix(".json")
@@ -127,7 +135,7 @@ def export(ckpt: str, name: str, out_dir: Path, val: str | None, val_bytes: int,
         rec["training"] = json.loads(train_rec.read_text())
     try:
         if val:
-            rec["validation"] = _validate(cfg, sd, q, val, val_bytes, n_streams)
+            rec["validation"] = _validate(file_cfg, sd, q, val, val_bytes, n_streams)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
@@ -137,17 +145,20 @@ def export(ckpt: str, name: str, out_dir: Path, val: str | None, val_bytes: int,
 
 
 def _validate(cfg, sd, q, val, val_bytes, n_streams) -> dict:
-    """Float vs exact cross-entropy on held-out text, same streams and protocol for both."""
+    """Float vs exact cross-entropy on held-out text, same streams and protocol for both
+    (cfg: the model file's config)."""
     data, offset = read_val(val, val_bytes)
     n = (len(data) // n_streams) * n_streams
     if n < 2 * n_streams:
         raise click.ClickException(f"{val}: too little validation text")
-    fb = float_bits(cfg, sd, data, n_streams)
+    fb = float_bits({k: v for k, v in cfg.items() if k not in ("arith", "dyneval")}, sd, data,
+                    n_streams)
     eb, sec = exact_bits(cfg, q, data, n_streams)
     out = {
         "data": str(val), "offset": offset, "bytes": n, "streams": n_streams,
         "float_bpb": fb / n, "exact_bpb": eb / n, "exact_vs_float": (eb - fb) / fb,
         "exact_cpu_kBps": n / sec / 1000, "exact_backend": "numpy (CPU)",
+        "arith": exact.arith_of(cfg),
     }
     if dyneval.has_stats(cfg, q, "out"):
         db, dsec = exact_bits(cfg, q, data, n_streams, dyneval.DynEvalSettings())
@@ -172,10 +183,14 @@ def _validate(cfg, sd, q, val, val_bytes, n_streams) -> dict:
 @click.option("--de-data", default=None, help="Training text (file, folder or .tar.xz; not the "
               "validation shard) to measure the dynamic-evaluation statistics on; without it the "
               "model cannot be used with --dynamic-eval.")
-def export_cmd(ckpt, name, out_dir, val, val_bytes, de_data):
+@click.option("--arith", type=click.Choice(exact.ARITHS), default=exact.ARITH_I16,
+              show_default=True, help="Integer arithmetic: exact-v1 (int16 weights, float64 "
+              "products, dynamic evaluation) or exact-i8-v1 (int8 weights and activations, "
+              "integer products on int8 units; no dynamic evaluation).")
+def export_cmd(ckpt, name, out_dir, val, val_bytes, de_data, arith):
     """Convert a trained float checkpoint into a shipped integer model file."""
     try:
-        rec = export(ckpt, name, out_dir, val, val_bytes, de_data=de_data)
+        rec = export(ckpt, name, out_dir, val, val_bytes, de_data=de_data, arith=arith)
     except NNCError as e:
         raise click.ClickException(str(e)) from None
     click.echo(json.dumps({k: rec[k] for k in ("name", "sha256", "bytes")}))

@@ -18,6 +18,18 @@ Fixed-point formats: activations h and LSTM inputs Q14 (|v| <= 2**14 means |x| <
 pre-activations, LayerNorm outputs, cell states, biases and gains Q16; LUT outputs Q15.
 
 Shapes: S streams, n units per cell, F fast units, V = 256.
+
+Two arithmetics share everything but the matrix products (the tag is the model file's
+config["arith"], recorded in every header):
+
+- ``exact-v1`` (quantize_model): the products above, int16-range weights with one power-of-two
+  scale per matrix times Q14 activations, in float64.
+- ``exact-i8-v1`` (quantize_model_i8): int8 weights (|w| <= 127) with one integer multiplier per
+  output column, times the activations rounded to Q7 int8 (a8 = clamp((a + 64) >> 7, -127,
+  127)); the int32 sums (|sum| <= 127 * 127 * K < 2**31) come from torch._int_mm (oneDNN/VNNI/AMX
+  on the CPU, the same call on CUDA), or, where it is missing or refuses a shape, from a float64
+  product of the same integers (int8_product). Q16 = floor(sum * m[col] / 2**r). The rest of the
+  step (LayerNorm, lookup tables, softmax) is the same integer code as exact-v1.
 """
 from __future__ import annotations
 
@@ -63,6 +75,14 @@ class _NumpyOps:
         # exact: integer-valued float64 product, then floor(x / 2**shift) (shift may be < 0)
         prod = a.astype(np.float64) @ w_f64
         return np.floor(prod * (2.0 ** -shift)).astype(np.int64)
+
+    @staticmethod
+    def mm_i8(a, w8, m, r):
+        # exact: int8 digits of a (Q7) x int8 weights -> int32, times the column multipliers
+        import torch
+        a8 = torch.from_numpy(np.ascontiguousarray(to_q7(a, _NumpyOps).astype(np.int8)))
+        acc = int8_product(a8, w8).numpy()
+        return (acc.astype(np.int64) * m) >> r
 
     @staticmethod
     def floordiv(a, b):
@@ -115,6 +135,11 @@ class _TorchOps:
         prod = t.matmul(a.to(t.float64), w_f64)
         return t.floor(prod * (2.0 ** -shift)).to(t.int64)
 
+    def mm_i8(self, a, w8, m, r):
+        t = self.torch
+        acc = int8_product(to_q7(a, self).to(t.int8).contiguous(), w8)
+        return (acc.to(t.int64) * m) >> r
+
     def floordiv(self, a, b):
         return self.torch.div(a, b, rounding_mode="floor")
 
@@ -127,6 +152,41 @@ class _TorchOps:
 
     def rowmax(self, x):
         return x.max(dim=-1).values
+
+
+ARITH_I16 = "exact-v1"
+ARITH_I8 = "exact-i8-v1"
+ARITHS = (ARITH_I16, ARITH_I8)
+Q7_SHIFT = ACT - 7         # Q14 activations -> Q7 int8
+I8_MAX = 127
+I8_MULT_BITS = 15          # per-column multipliers m < 2**15
+
+
+def arith_of(cfg: dict) -> str:
+    """The arithmetic of a model file's config (files without the key are exact-v1)."""
+    return cfg.get("arith", ARITH_I16)
+
+
+# tests set this to check that the fallback gives torch._int_mm's integers
+FORCE_INT8_FALLBACK = False
+
+
+def int8_product(a8, w8):
+    """(S, K) x (K, N) int8 torch tensors -> int32 sums, exact: torch._int_mm where it runs,
+    else a float64 product of the same integers (every partial sum is an integer far below
+    2**53, so any summation order gives the same result)."""
+    import torch
+    if not FORCE_INT8_FALLBACK:
+        try:
+            return torch._int_mm(a8, w8)
+        except (RuntimeError, AttributeError, NotImplementedError):
+            pass
+    return torch.matmul(a8.double(), w8.double()).to(torch.int32)
+
+
+def to_q7(a, ops):
+    """Q14 activations (|a| <= 2**14) -> Q7, rounded half up, clamped to +-127."""
+    return ops.clamp((a + (1 << (Q7_SHIFT - 1))) >> Q7_SHIFT, -I8_MAX, I8_MAX)
 
 
 def ops_for(backend: str = "numpy", device: str = "cpu"):
@@ -189,6 +249,42 @@ def quantize_model(cfg: dict, sd: dict) -> dict:
     return out
 
 
+def _weight_i8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per-column int8 weights: (w8, m, r) with w[:, n] ~ w8[:, n] * m[n] / 2**(r + FRAC - 7),
+    |w8| <= 127 and 0 <= m < 2**I8_MULT_BITS, so that floor(sum(a8 * w8) * m / 2**r) is the
+    Q16 product of Q7 activations a8."""
+    w = np.asarray(w, dtype=np.float64)
+    sc = np.abs(w).max(axis=0) / I8_MAX                       # per output column
+    safe = np.where(sc > 0, sc, 1.0)
+    w8 = np.where(sc > 0, np.clip(np.round(w / safe), -I8_MAX, I8_MAX), 0).astype(np.int64)
+    f = sc * 2.0 ** (FRAC - 7)                                # Q16 per unit of sum(a8 * w8)
+    top = float(f.max()) if f.size else 0.0
+    r = I8_MULT_BITS - 1 - (math.frexp(top)[1] if top > 0 else 0)   # top * 2**r < 2**(bits-1)
+    m = np.round(f * 2.0 ** r).astype(np.int64)
+    if r < 0 or r > 48:
+        raise ValueError(f"weights out of the int8 arithmetic's range (shift {r})")
+    return w8, m, r
+
+
+def quantize_model_i8(cfg: dict, sd: dict) -> dict:
+    """quantize_model with int8 weights and per-column multipliers (arithmetic exact-i8-v1):
+    every product matrix NAME becomes NAME (int8 values), NAME.m (multipliers), NAME.r (shift);
+    the per-byte input table, biases, LayerNorm parameters and tables are exact-v1's."""
+    out = quantize_model(cfg, sd)
+    k = cfg["k"]
+    for c in [f"fast.{i}" for i in range(k)] + ["slow"]:
+        n_in = sd[f"{c}.W"].shape[0] - sd[f"{c}.ln_gain"].shape[0] // 4
+        parts = {"Wh": sd[f"{c}.W"][n_in:]}
+        if c in ("fast.1", "slow"):
+            parts["Wx"] = sd[f"{c}.W"][:n_in]
+        for p, w in parts.items():
+            del out[f"{c}.s{p[1]}"]
+            out[f"{c}.{p}"], out[f"{c}.{p}.m"], out[f"{c}.{p}.r"] = _weight_i8(w)
+    del out["out_sw"]
+    out["out_W"], out["out_W.m"], out["out_W.r"] = _weight_i8(sd["out_W"])
+    return out
+
+
 # ------------------------------------------------------------------ inference
 
 class ExactFSRNN:
@@ -214,10 +310,18 @@ class ExactFSRNN:
         self._fused = o.name == "numpy" and self.use_kernels
         if self._fused:
             from . import fused  # noqa: F401 - compiles or loads the kernels now
+        self.arith = arith_of(cfg)
+        if self.arith not in ARITHS:
+            raise ValueError(f"unknown FS-LSTM arithmetic {self.arith!r}")
+        self.i8 = self.arith == ARITH_I8
         self.p = {}
         for name, v in q.items():
             if isinstance(v, (int, np.integer)):
                 self.p[name] = int(v)
+            elif self.i8 and name.endswith((".Wh", ".Wx", "out_W")):
+                import torch    # int8 weights as a torch tensor, for int8_product
+                w8 = torch.from_numpy(np.ascontiguousarray(np.asarray(v, dtype=np.int8)))
+                self.p[name] = w8.to(device) if o.name == "torch" else w8
             else:
                 a = o.asarray(np.asarray(v, dtype=np.int64))
                 if name.endswith((".Wh", ".Wx")) or name == "out_W":
@@ -226,9 +330,39 @@ class ExactFSRNN:
 
     # -- pieces
 
-    def _mm(self, a, name, sname):
-        # (S, n_in) Q14 @ W / 2**s  ->  Q16
-        return self.ops.mm_shift(a, self.p[name], ACT + self.p[sname] - FRAC)
+    def _mm(self, a, name, sname, add=None, rows=None):
+        """(S, n_in) Q14 activations times matrix `name` -> Q16, plus `add` ((S, N) or (N,)), or
+        plus add[rows] when `rows` (symbols) is given: integer sums, in whatever order."""
+        p = self.p
+        if self.i8 and self._fused:     # ops.mm_i8's integers, without numpy temporaries
+            from . import fused
+            acc = self._acc8(a, name)
+            out = np.empty(acc.shape, dtype=np.int64)
+            m, r = p[name + ".m"], p[name + ".r"]
+            if add is None:
+                fused.i8_rescale(acc, m, r, out)
+            elif rows is not None:
+                fused.i8_rescale_rows(acc, m, r, add, rows, out)
+            elif add.ndim == 1:
+                fused.i8_rescale_bias(acc, m, r, add, out)
+            else:
+                fused.i8_rescale_add(acc, m, r, np.ascontiguousarray(add), out)
+            return out
+        if self.i8:
+            z = self.ops.mm_i8(a, p[name], p[name + ".m"], p[name + ".r"])
+        else:
+            z = self.ops.mm_shift(a, p[name], ACT + p[sname] - FRAC)
+        if add is None:
+            return z
+        return z + (add[rows] if rows is not None else add)
+
+    def _acc8(self, a, name):
+        """int32 sums of the Q7 activations a times int8 matrix `name` (numpy backend)."""
+        import torch
+        from . import fused
+        a8 = np.empty(a.shape, dtype=np.int8)
+        fused.q7(np.ascontiguousarray(a), a8)
+        return int8_product(torch.from_numpy(a8), self.p[name]).numpy()
 
     def _ln_y(self, z, n):
         """Normalised z over the last axis of (S, m, n) or (S, n), Q16 in and out, and its
@@ -250,11 +384,14 @@ class ExactFSRNN:
         idx = self.ops.clamp(x >> LUT_SHIFT, -LUT_HALF, LUT_HALF - 1) + LUT_HALF
         return self.p[name][idx]
 
-    def _cell(self, c, zx, h, cs):
+    def _cell(self, c, zx, h, cs, rows=None):
         """One layer-normalised LSTM cell with the evaluation-time zoneout blend.
-        zx: (S, 4n) Q16 input part incl. bias; h: (S, n) Q14; cs: (S, n) Q16."""
+        zx: (S, 4n) Q16 input part incl. bias (or, with `rows`, a table of them indexed by
+        rows); h: (S, n) Q14; cs: (S, n) Q16."""
         n = h.shape[-1]
-        z = zx + self._mm(h, f"{c}.Wh", f"{c}.sh")                     # (S, 4n) Q16
+        if self.i8 and self._fused:
+            return self._cell_fused(c, None, h, cs, zx, rows)
+        z = self._mm(h, f"{c}.Wh", f"{c}.sh", add=zx, rows=rows)      # (S, 4n) Q16
         if self._fused:
             return self._cell_fused(c, z, h, cs)
         S = z.shape[0]
@@ -279,29 +416,45 @@ class ExactFSRNN:
                             "tj": tj, "yc": yc, "sdc": sdc, "tl": tl, "so": so}
         return h_out, c_out
 
-    def _cell_fused(self, c, z, h, cs):
-        """_cell's work after the product in one compiled pass (fused.cell): the same integers."""
+    def _cell_fused(self, c, z, h, cs, zx=None, rows=None):
+        """_cell's work after the product in one compiled pass (fused.cell): the same integers.
+        With z None (exact-i8-v1), the product's rescaling and the input part zx (or zx[rows])
+        are added in the same pass (fused.cell_i8)."""
         from . import fused
         S, n = h.shape
         e = np.empty
         h_out, c_out = e((S, n), np.int64), e((S, n), np.int64)
-        t = {"h": h, "cs": cs, "y4": e((S, 4, n), np.int64), "sd4": e((S, 4), np.int64),
-             "sf": e((S, n), np.int64), "si": e((S, n), np.int64), "tj": e((S, n), np.int64),
-             "yc": e((S, n), np.int64), "sdc": e(S, np.int64), "tl": e((S, n), np.int64),
-             "so": e((S, n), np.int64)}
+        rec = self.tape is not None
+        S1, n1 = (S, n) if rec else (1, 1)     # without a tape the kernel writes none of it
+        t = {"h": h, "cs": cs, "y4": e((S1, 4, n1), np.int64), "sd4": e((S1, 4), np.int64),
+             "sf": e((S1, n1), np.int64), "si": e((S1, n1), np.int64),
+             "tj": e((S1, n1), np.int64), "yc": e((S1, n1), np.int64), "sdc": e(S1, np.int64),
+             "tl": e((S1, n1), np.int64), "so": e((S1, n1), np.int64)}
         p = self.p
-        fused.cell(np.ascontiguousarray(z), np.ascontiguousarray(h),
-                         np.ascontiguousarray(cs), p[f"{c}.ln_gain"], p[f"{c}.ln_bias"],
-                         p[f"{c}.lnc_gain"], p[f"{c}.lnc_bias"], p["lut_sigmoid"], p["lut_tanh"],
-                         self.fb, self.eps, self.keep_h, self.keep_c, h_out, c_out, t["y4"],
-                         t["sd4"], t["sf"], t["si"], t["tj"], t["yc"], t["sdc"], t["tl"], t["so"])
-        if self.tape is not None:
+        h, cs = np.ascontiguousarray(h), np.ascontiguousarray(cs)
+        rest = (h, cs, p[f"{c}.ln_gain"], p[f"{c}.ln_bias"], p[f"{c}.lnc_gain"],
+                p[f"{c}.lnc_bias"], p["lut_sigmoid"], p["lut_tanh"], self.fb, self.eps,
+                self.keep_h, self.keep_c, h_out, c_out, t["y4"], t["sd4"], t["sf"], t["si"],
+                t["tj"], t["yc"], t["sdc"], t["tl"], t["so"], rec)
+        if z is not None:
+            fused.cell(np.ascontiguousarray(z), *rest)
+        else:
+            name = f"{c}.Wh"
+            acc = self._acc8(h, name)
+            if rows is not None:
+                add, idx = zx, np.ascontiguousarray(rows, dtype=np.int64)
+            elif zx.ndim == 1:
+                add, idx = zx[None, :], np.zeros(S, dtype=np.int64)
+            else:
+                add, idx = np.ascontiguousarray(zx), np.arange(S, dtype=np.int64)
+            fused.cell_i8(acc, p[name + ".m"], p[name + ".r"], add, idx, *rest)
+        if rec:
             self.tape[c] = t
         return h_out, c_out
 
     def _weights(self, hF):
         """Output layer and integer softmax: (S, F) Q14 -> (S, 256) weights summing < 2**38."""
-        logits = self._mm(hF, "out_W", "out_sw") + self.p["out_b"]   # Q16
+        logits = self._mm(hF, "out_W", "out_sw", add=self.p["out_b"])  # Q16
         if self._fused:
             from . import fused
             out = np.empty(logits.shape, dtype=np.int64)
@@ -327,14 +480,15 @@ class ExactFSRNN:
         if self.record:
             self.tape = {"symbols": symbols}
         hF, cF, hS, cS = self.hF[:a], self.cF[:a], self.hS[:a], self.cS[:a]
-        hF, cF = self._cell("fast.0", self.p["in_table"][symbols], hF, cF)
+        hF, cF = self._cell("fast.0", self.p["in_table"], hF, cF, rows=symbols)
         if self.tape is not None:
             self.tape["x.slow"] = hF
-        hS, cS = self._cell("slow", self._mm(hF, "slow.Wx", "slow.sx") + self.p["slow.b"], hS, cS)
+        hS, cS = self._cell("slow", self._mm(hF, "slow.Wx", "slow.sx", add=self.p["slow.b"]),
+                            hS, cS)
         if self.tape is not None:
             self.tape["x.fast.1"] = hS
-        hF, cF = self._cell("fast.1", self._mm(hS, "fast.1.Wx", "fast.1.sx") + self.p["fast.1.b"],
-                            hF, cF)
+        hF, cF = self._cell("fast.1", self._mm(hS, "fast.1.Wx", "fast.1.sx",
+                                               add=self.p["fast.1.b"]), hF, cF)
         for i in range(2, self.k):
             hF, cF = self._cell(f"fast.{i}", self.p[f"fast.{i}.b"], hF, cF)
         self.hF, self.cF, self.hS, self.cS = hF, cF, hS, cS

@@ -61,6 +61,20 @@ def _lut_index(x):
 
 
 @njit(cache=True, inline="always")
+def _fdiv(a, b, rb):
+    """floor(a / b) for int64 |a| < 2**53, 0 < b < 2**53, with rb = 1.0 / b: the float64
+    estimate is within one of the quotient and one integer correction each way makes it exact
+    (an integer division costs about ten times as much as this)."""
+    q = np.int64(math.floor(np.float64(a) * rb))
+    r = a - q * b
+    if r < 0:
+        q -= 1
+    elif r >= b:
+        q += 1
+    return q
+
+
+@njit(cache=True, inline="always")
 def _ln_row(src, base, n, eps, y, ybase):
     """exact._ln_y of src[base:base+n] (clamped to |z| <= Z_CLAMP) into y[ybase:ybase+n];
     returns the standard deviation (Q16)."""
@@ -75,53 +89,93 @@ def _ln_row(src, base, n, eps, y, ybase):
         d = v - mean
         ss += d * d
     sd = _isqrt(ss // n + eps)
+    rsd = 1.0 / np.float64(sd)
     for j in range(n):
         v = _clip(src[base + j], _Z)
-        y[ybase + j] = ((v - mean) << _FRAC) // sd
+        y[ybase + j] = _fdiv((v - mean) << _FRAC, sd, rsd)
     return sd
+
+
+@njit(cache=True, inline="always")
+def _cell_row(zs, s, h, cs, ln_gain, ln_bias, lnc_gain, lnc_bias, lut_sig, lut_tanh, fb, eps,
+              kh, kc, h_out, c_out, y4, sd4, sf, si, tj, yc, sdc, tl, so, record,
+              yrow, crow, ycrow):
+    """cell's work on stream s, its pre-activations zs (4n,)."""
+    n = h.shape[1]
+    for g in range(4):
+        sdg = _ln_row(zs, g * n, n, eps, yrow, g * n)
+        if record:
+            sd4[s, g] = sdg
+    if record:
+        for j in range(n):
+            for g in range(4):
+                y4[s, g, j] = yrow[g * n + j]
+    for j in range(n):
+        gi = ((yrow[j] * ln_gain[j]) >> _FRAC) + ln_bias[j]
+        gj = ((yrow[n + j] * ln_gain[n + j]) >> _FRAC) + ln_bias[n + j]
+        gf = ((yrow[2 * n + j] * ln_gain[2 * n + j]) >> _FRAC) + ln_bias[2 * n + j]
+        vf = lut_sig[_lut_index(gf + fb)]
+        vi = lut_sig[_lut_index(gi)]
+        vj = lut_tanh[_lut_index(gj)]
+        c = ((cs[s, j] * vf) >> _LUT_OUT) + ((vi * vj) >> (2 * _LUT_OUT - _FRAC))
+        c = _clip(c, _C)
+        crow[j] = c
+        if record:
+            sf[s, j] = vf
+            si[s, j] = vi
+            tj[s, j] = vj
+    sdcs = _ln_row(crow, 0, n, eps, ycrow, 0)
+    if record:
+        sdc[s] = sdcs
+    for j in range(n):
+        go = ((yrow[3 * n + j] * ln_gain[3 * n + j]) >> _FRAC) + ln_bias[3 * n + j]
+        lc = ((ycrow[j] * lnc_gain[j]) >> _FRAC) + lnc_bias[j]
+        vt = lut_tanh[_lut_index(lc)]
+        vo = lut_sig[_lut_index(go)]
+        hn = (vt * vo) >> (2 * _LUT_OUT - _ACT)
+        h_out[s, j] = (kh * h[s, j] + ((1 << 15) - kh) * hn) >> 15
+        c_out[s, j] = (kc * cs[s, j] + ((1 << 15) - kc) * crow[j]) >> 15
+        if record:
+            yc[s, j] = ycrow[j]
+            tl[s, j] = vt
+            so[s, j] = vo
 
 
 @njit(cache=True)
 def cell(z, h, cs, ln_gain, ln_bias, lnc_gain, lnc_bias, lut_sig, lut_tanh, fb, eps, kh, kc,
-         h_out, c_out, y4, sd4, sf, si, tj, yc, sdc, tl, so):
+         h_out, c_out, y4, sd4, sf, si, tj, yc, sdc, tl, so, record=True):
     """One cell after its product (exact.ExactFSRNN._cell): z (S, 4n) Q16 pre-activations with
-    the input part added, h (S, n) Q14, cs (S, n) Q16. Writes h_out, c_out and the tape
-    (y4 (S, 4, n), sd4 (S, 4), sf, si, tj, yc, tl, so (S, n), sdc (S,))."""
+    the input part added, h (S, n) Q14, cs (S, n) Q16. Writes h_out, c_out and, when `record`,
+    the tape (y4 (S, 4, n), sd4 (S, 4), sf, si, tj, yc, tl, so (S, n), sdc (S,); without it
+    they may be arrays of any size, left as they are)."""
     S, n = h.shape
     yrow = np.empty(4 * n, dtype=np.int64)
     crow = np.empty(n, dtype=np.int64)
     ycrow = np.empty(n, dtype=np.int64)
     for s in range(S):
-        zs = z[s]
-        for g in range(4):
-            sd4[s, g] = _ln_row(zs, g * n, n, eps, yrow, g * n)
-        for j in range(n):
-            for g in range(4):
-                y4[s, g, j] = yrow[g * n + j]
-            gi = ((yrow[j] * ln_gain[j]) >> _FRAC) + ln_bias[j]
-            gj = ((yrow[n + j] * ln_gain[n + j]) >> _FRAC) + ln_bias[n + j]
-            gf = ((yrow[2 * n + j] * ln_gain[2 * n + j]) >> _FRAC) + ln_bias[2 * n + j]
-            vf = lut_sig[_lut_index(gf + fb)]
-            vi = lut_sig[_lut_index(gi)]
-            vj = lut_tanh[_lut_index(gj)]
-            c = ((cs[s, j] * vf) >> _LUT_OUT) + ((vi * vj) >> (2 * _LUT_OUT - _FRAC))
-            c = _clip(c, _C)
-            crow[j] = c
-            sf[s, j] = vf
-            si[s, j] = vi
-            tj[s, j] = vj
-        sdc[s] = _ln_row(crow, 0, n, eps, ycrow, 0)
-        for j in range(n):
-            go = ((yrow[3 * n + j] * ln_gain[3 * n + j]) >> _FRAC) + ln_bias[3 * n + j]
-            lc = ((ycrow[j] * lnc_gain[j]) >> _FRAC) + lnc_bias[j]
-            vt = lut_tanh[_lut_index(lc)]
-            vo = lut_sig[_lut_index(go)]
-            hn = (vt * vo) >> (2 * _LUT_OUT - _ACT)
-            h_out[s, j] = (kh * h[s, j] + ((1 << 15) - kh) * hn) >> 15
-            c_out[s, j] = (kc * cs[s, j] + ((1 << 15) - kc) * crow[j]) >> 15
-            yc[s, j] = ycrow[j]
-            tl[s, j] = vt
-            so[s, j] = vo
+        _cell_row(z[s], s, h, cs, ln_gain, ln_bias, lnc_gain, lnc_bias, lut_sig, lut_tanh, fb,
+                  eps, kh, kc, h_out, c_out, y4, sd4, sf, si, tj, yc, sdc, tl, so, record,
+                  yrow, crow, ycrow)
+
+
+@njit(cache=True)
+def cell_i8(acc, m, r, add, idx, h, cs, ln_gain, ln_bias, lnc_gain, lnc_bias, lut_sig, lut_tanh,
+            fb, eps, kh, kc, h_out, c_out, y4, sd4, sf, si, tj, yc, sdc, tl, so, record=True):
+    """cell with its product's rescaling fused in (exact-i8-v1): z[s] = ((acc[s] * m) >> r) +
+    add[idx[s]] (acc (S, 4n) int32 sums; add a per-byte table indexed by symbols, the (S, 4n)
+    input part with idx = 0..S-1, or a (1, 4n) bias with idx = 0)."""
+    S, n = h.shape
+    zrow = np.empty(4 * n, dtype=np.int64)
+    yrow = np.empty(4 * n, dtype=np.int64)
+    crow = np.empty(n, dtype=np.int64)
+    ycrow = np.empty(n, dtype=np.int64)
+    for s in range(S):
+        ad = add[idx[s]]
+        for j in range(4 * n):
+            zrow[j] = ((np.int64(acc[s, j]) * m[j]) >> r) + ad[j]
+        _cell_row(zrow, s, h, cs, ln_gain, ln_bias, lnc_gain, lnc_bias, lut_sig, lut_tanh, fb,
+                  eps, kh, kc, h_out, c_out, y4, sd4, sf, si, tj, yc, sdc, tl, so, record,
+                  yrow, crow, ycrow)
 
 
 @njit(cache=True)
@@ -138,6 +192,59 @@ def softmax_weights(logits, lut_exp, out):
             if i > _EXP_ENTRIES - 1:
                 i = _EXP_ENTRIES - 1
             out[s, v] = lut_exp[i]
+
+
+# ------------------------------------------------------------------ int8 products (exact-i8-v1)
+
+_Q7 = exact.Q7_SHIFT
+_I8 = exact.I8_MAX
+
+
+@njit(cache=True)
+def q7(a, out):
+    """exact.to_q7 into an int8 array: clamp((a + 64) >> 7, -127, 127)."""
+    S, K = a.shape
+    for s in range(S):
+        for k in range(K):
+            v = (a[s, k] + (1 << (_Q7 - 1))) >> _Q7
+            out[s, k] = -_I8 if v < -_I8 else (_I8 if v > _I8 else v)
+
+
+@njit(cache=True)
+def i8_rescale(acc, m, r, out):
+    """exact mm_i8's rescaling: out = (acc * m) >> r (int32 sums acc (S, N), multipliers m)."""
+    S, N = acc.shape
+    for s in range(S):
+        for j in range(N):
+            out[s, j] = (np.int64(acc[s, j]) * m[j]) >> r
+
+
+@njit(cache=True)
+def i8_rescale_add(acc, m, r, add, out):
+    """((acc * m) >> r) + add, add (S, N)."""
+    S, N = acc.shape
+    for s in range(S):
+        for j in range(N):
+            out[s, j] = ((np.int64(acc[s, j]) * m[j]) >> r) + add[s, j]
+
+
+@njit(cache=True)
+def i8_rescale_bias(acc, m, r, bias, out):
+    """((acc * m) >> r) + bias, bias (N,) the same for every row."""
+    S, N = acc.shape
+    for s in range(S):
+        for j in range(N):
+            out[s, j] = ((np.int64(acc[s, j]) * m[j]) >> r) + bias[j]
+
+
+@njit(cache=True)
+def i8_rescale_rows(acc, m, r, table, rows, out):
+    """((acc * m) >> r) + table[rows[s]] (the first fast cell's per-byte input table)."""
+    S, N = acc.shape
+    for s in range(S):
+        t = table[rows[s]]
+        for j in range(N):
+            out[s, j] = ((np.int64(acc[s, j]) * m[j]) >> r) + t[j]
 
 
 # ------------------------------------------------------------------ backward (backward.py)

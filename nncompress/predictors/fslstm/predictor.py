@@ -21,7 +21,8 @@ from . import backward, dyneval, exact
 
 FORMAT = "nncompress-fslstm-exact"
 VERSIONS = (1, 2)
-ARITH = "exact-v1"   # the integer arithmetic of exact.py; a change needs a new tag
+ARITH = exact.ARITH_I16   # the integer arithmetics of exact.py (config["arith"] of a model file
+ARITHS = exact.ARITHS     # says which); a change of either needs a new tag
 
 
 def save_exact(path, cfg: dict, q: dict) -> None:
@@ -33,7 +34,8 @@ def save_exact(path, cfg: dict, q: dict) -> None:
             tensors[k] = int(v)
         else:
             a = np.asarray(v, dtype=np.int64)
-            dt = np.int16 if np.abs(a).max(initial=0) < (1 << 15) else np.int32
+            top = np.abs(a).max(initial=0)
+            dt = np.int8 if top < (1 << 7) else np.int16 if top < (1 << 15) else np.int32
             if np.abs(a).max(initial=0) >= (1 << 31):
                 raise ValueError(f"{k} does not fit in int32")
             tensors[k] = torch.from_numpy(a.astype(dt))
@@ -75,9 +77,9 @@ FULL_DE_MAX_STREAMS = backward.MAX_STREAMS
 class FSLSTMPredictor(Registered):
     """A model-file predictor: its header records the model's name and file hash."""
     MODEL_FILE = True
-    ARITH = ARITH
+    ARITH = ARITHS
     ARITH_REFUSED = ("this file's model {name!r} is for FS-LSTM arithmetic {got}; this nncompress "
-                     "has {arith!r}")
+                     "has {arith}")
     SETTINGS = schema.Schema({"dyneval": schema.optional_object()})
     # Streams cost the LSTM little and buy speed (100 KB of trainpool text: 1 stream 2.617 bpb
     # at 1.5 KB/s, 24 streams 2.623 bpb at 10.3 KB/s). The count depends on the input size only,
@@ -88,7 +90,9 @@ class FSLSTMPredictor(Registered):
 
     def __init__(self, name: str, sha256: bytes, cfg: dict, q: dict, device: str = "auto",
                  de: "dyneval.DynEvalSettings | None" = None, backend: str | None = None):
-        settings = {"arith": ARITH}
+        settings = {"arith": exact.arith_of(cfg)}
+        if de is not None and exact.arith_of(cfg) != ARITH:
+            raise ModelError(f"model {name!r} ({exact.arith_of(cfg)}) has no dynamic evaluation")
         if de is not None:
             settings["dyneval"] = de.to_json()
         self.identity = PredictorIdentity(name, sha256, settings)
@@ -143,7 +147,7 @@ class FSLSTMPredictor(Registered):
     @classmethod
     def from_identity(cls, name, settings, children, source):
         return load_fslstm(source.model_file(), settings={"arith": ARITH, **settings},
-                           device=source.device)
+                           device=source.device)   # the header's arith, where it has one
 
     def _out(self, w):
         return w if self.backend == "numpy" else w.cpu().numpy()
@@ -190,10 +194,16 @@ def load_fslstm(ref, settings=None, device: str = "auto", dynamic_eval=None) -> 
     (on when the model file carries dynamic-evaluation statistics), False, True (the model's
     tuned settings) or a dict overriding some of them."""
     de = None
+    cfg, q = read_exact(ref.path)
+    arith = exact.arith_of(cfg)
+    if arith not in ARITHS:
+        raise ModelError(f"model {ref.name!r} needs FS-LSTM arithmetic {arith!r}; this "
+                         f"nncompress has {', '.join(ARITHS)}")
     if settings is not None:
-        if settings.get("arith") != ARITH:
+        if settings.get("arith") != arith:
             raise ModelMismatchError(f"this file was made with FS-LSTM arithmetic "
-                                     f"{settings.get('arith')!r}; this nncompress has {ARITH!r}")
+                                     f"{settings.get('arith')!r}; its model {ref.name!r} has "
+                                     f"{arith!r}")
         if set(settings) - {"arith", "dyneval"}:
             raise ModelMismatchError(f"unknown FS-LSTM settings in this file: {sorted(settings)}")
         if "dyneval" in settings:
@@ -202,7 +212,6 @@ def load_fslstm(ref, settings=None, device: str = "auto", dynamic_eval=None) -> 
             except (ValueError, KeyError, TypeError) as e:
                 raise ModelMismatchError(f"this file's dynamic evaluation is not understood by "
                                          f"this version of nncompress ({e})") from None
-    cfg, q = read_exact(ref.path)
     if settings is None and (dynamic_eval or (dynamic_eval is None and "de.ms.out_W" in q)):
         de = default_dyneval(cfg)
         if isinstance(dynamic_eval, dict):
@@ -213,6 +222,9 @@ def load_fslstm(ref, settings=None, device: str = "auto", dynamic_eval=None) -> 
                 de = dataclasses.replace(de, **over)
             except ValueError as e:
                 raise ModelError(str(e)) from None
+    if de is not None and arith != ARITH:
+        raise ModelError(f"model {ref.name!r} has arithmetic {arith}, which has no dynamic "
+                         "evaluation: use it static (a :static suffix, or --no-dynamic-eval)")
     if de is not None and not dyneval.has_stats(cfg, q, de.scope):
         what = "full-scope " if de.scope == "full" else ""
         raise ModelError(f"model {ref.name!r} has no {what}dynamic-evaluation statistics; use "

@@ -1,0 +1,132 @@
+"""The int8 FS-LSTM arithmetic (exact-i8-v1): agreement with the float model, the same integers
+from torch._int_mm, its fallback, the compiled kernels, the reference and the torch backend, and
+model files that say which arithmetic they need."""
+import io
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import nncompress  # noqa: E402
+from nncompress.errors import ModelError, ModelMismatchError  # noqa: E402
+from nncompress.predictors import modelfiles  # noqa: E402
+from nncompress.predictors.fslstm import exact  # noqa: E402
+from nncompress.predictors.fslstm.predictor import (FSLSTMPredictor, load_fslstm,  # noqa: E402
+                                                    read_exact, save_exact)
+from nncompress.tools.export import exact_bits, float_bits  # noqa: E402
+
+from helpers import TEXT, random_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny8():
+    cfg, sd = random_model(seed=3)
+    return {**cfg, "arith": exact.ARITH_I8}, sd, exact.quantize_model_i8(cfg, sd)
+
+
+def _tables(net, streams):
+    w = [np.asarray(net.start(len(streams)))]
+    arr = np.array([list(s) for s in streams], dtype=np.int64)
+    for t in range(arr.shape[1] - 1):
+        sym = arr[:, t]
+        if net.ops.name == "torch":
+            w.append(net.step(torch.from_numpy(sym)).cpu().numpy())
+        else:
+            w.append(np.asarray(net.step(sym)))
+    return np.stack(w, 1)
+
+
+def test_weights_are_int8_with_column_multipliers(tiny8):
+    _, sd, q = tiny8
+    for name in ("fast.0.Wh", "fast.1.Wx", "slow.Wh", "out_W"):
+        w8, m, r = q[name], q[name + ".m"], q[name + ".r"]
+        assert np.abs(w8).max() <= 127 and np.abs(w8).max(axis=0).min() >= 126  # every column uses the range
+        assert m.shape == (w8.shape[1],) and 0 <= m.min() and m.max() < 1 << exact.I8_MULT_BITS
+    w = sd["out_W"]
+    back = q["out_W"] * q["out_W.m"] / 2.0 ** (q["out_W.r"] + exact.FRAC - 7)
+    assert np.abs(back - w).max() <= np.abs(w).max(axis=0).max() / 127 * 0.51 + 1e-6
+    assert "out_sw" not in q and "slow.sx" not in q
+
+
+def test_i8_tracks_float_cross_entropy(tiny8):
+    cfg, sd, q = tiny8
+    fcfg = {k: v for k, v in cfg.items() if k != "arith"}
+    fb = float_bits(fcfg, sd, TEXT, 4)
+    eb, _ = exact_bits(cfg, q, TEXT, 4)
+    assert abs(eb - fb) / fb < 0.005
+    # the same weights read as exact-v1 integers would be nonsense: the tag matters
+    assert exact.ExactFSRNN(cfg, q).i8 and not exact.ExactFSRNN(fcfg, exact.quantize_model(fcfg, sd)).i8
+
+
+def test_kernels_reference_torch_backend_and_fallback_agree(tiny8, monkeypatch):
+    cfg, _, q = tiny8
+    s = [TEXT[:240], TEXT[240:480], TEXT[480:720]]
+    fused = _tables(exact.ExactFSRNN(cfg, q), s)
+    ref = _tables(exact.ExactFSRNN(cfg, q, use_kernels=False), s)
+    tor = _tables(exact.ExactFSRNN(cfg, q, backend="torch", device="cpu"), s)
+    monkeypatch.setattr(exact, "FORCE_INT8_FALLBACK", True)
+    fb = _tables(exact.ExactFSRNN(cfg, q), s)
+    assert np.array_equal(fused, ref) and np.array_equal(fused, tor) and np.array_equal(fused, fb)
+    # one stream alone gives what it gives in a batch
+    alone = _tables(exact.ExactFSRNN(cfg, q), [s[1]])[0]
+    assert np.array_equal(alone, fused[1])
+
+
+def test_int8_product_fallback_is_exact_at_the_extremes(monkeypatch):
+    a = torch.tensor([[127] * 64, [-127] * 64, list(range(-32, 32))], dtype=torch.int8)
+    w = torch.tensor([[127, -127, 1]] * 64, dtype=torch.int8)
+    fast = exact.int8_product(a, w)
+    monkeypatch.setattr(exact, "FORCE_INT8_FALLBACK", True)
+    slow = exact.int8_product(a, w)
+    want = a.long() @ w.long()
+    assert fast.dtype == slow.dtype == torch.int32
+    assert torch.equal(fast.long(), want) and torch.equal(slow.long(), want)
+
+
+def test_q7_rounds_and_clamps():
+    a = np.array([[-(1 << 14), -129, -65, -64, -63, 0, 63, 64, 127, 1 << 14]], dtype=np.int64)
+    got = exact.to_q7(a, exact._NumpyOps)
+    assert got.tolist() == [[-127, -1, -1, 0, 0, 0, 0, 1, 1, 127]]
+    from nncompress.predictors.fslstm import fused
+    out = np.empty(a.shape, dtype=np.int8)
+    fused.q7(a, out)
+    assert out.tolist() == got.tolist()
+
+
+def _ship(tmp_path, cfg, q, name="tiny-i8"):
+    path = tmp_path / f"{name}.pt"
+    save_exact(path, cfg, q)
+    return path
+
+
+def test_model_file_round_trip_and_header_tag(tiny8, tmp_path):
+    cfg, _, q = tiny8
+    path = _ship(tmp_path, cfg, q)
+    cfg2, q2 = read_exact(path)
+    assert cfg2["arith"] == exact.ARITH_I8 and all(np.array_equal(q[k], q2[k]) for k in q)
+    assert torch.load(path, weights_only=True)["tensors"]["out_W"].dtype == torch.int8
+    data = TEXT * 2
+    blob = nncompress.compress(data, model=str(path), device="cpu", streams=3)
+    h = nncompress.read_header(io.BytesIO(blob))
+    assert h.settings["arith"] == exact.ARITH_I8
+    assert nncompress.decompress(blob, model=str(path)) == data
+
+
+def test_arith_mismatch_and_dynamic_evaluation_are_refused(tiny8, tmp_path):
+    cfg, sd, q = tiny8
+    path = _ship(tmp_path, cfg, q)
+    ref = modelfiles.resolve(str(path))
+    with pytest.raises(ModelMismatchError, match="exact-v1"):
+        load_fslstm(ref, settings={"arith": exact.ARITH_I16})
+    with pytest.raises(ModelMismatchError, match="not-an-arith"):
+        load_fslstm(ref, settings={"arith": "not-an-arith"})
+    with pytest.raises(ModelError, match="no dynamic evaluation"):
+        load_fslstm(ref, dynamic_eval=True)
+    odd = _ship(tmp_path, {**cfg, "arith": "exact-i4-v9"}, q, name="odd")
+    with pytest.raises(ModelError, match="exact-i4-v9"):
+        load_fslstm(modelfiles.resolve(str(odd)))
+    # an exact-v1 file (no "arith" key) is still exact-v1
+    fcfg = {k: v for k, v in cfg.items() if k != "arith"}
+    p16 = FSLSTMPredictor("x", bytes(32), fcfg, exact.quantize_model(fcfg, sd), device="cpu")
+    assert p16.identity.settings["arith"] == exact.ARITH_I16
