@@ -265,7 +265,7 @@ class Compressor:
         c.compress_stream(src, dst)          # src: a seekable binary file
 
     `level`: 1 (fastest) to 9 (smallest), default 6 (nncompress.levels); or `model`: a predictor
-    spec ("ctx1", "fslstm-small-v3+ctx2+cm", a model file). `streams` fixes the stream count;
+    spec ("ctx1", "fslstm-medium-i8-v1+ctx2+cm", a model file). `streams` fixes the stream count;
     `dynamic_eval` overrides the FS-LSTM's (see compress_stream). Every file is independent and
     decodes with Decompressor, decompress() or the CLI."""
 

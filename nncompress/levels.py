@@ -5,23 +5,27 @@ model hash, every setting, the stream count), so decoding never needs to know th
 level's preset may change between releases without breaking a single old file. `info` names the
 level whose preset matches a file's predictor and stream count, if any (level_of).
 
-Lower levels spend less time per byte; the default is level 6 (the default predictor of format
-version 4: the FS-LSTM with full dynamic evaluation, mixed with ctx2 and refined by the cm stage).
-Levels 7 to 9 give each stream more text (fewer streams coded in lockstep: more context per
-stream, fewer bytes per step, so slower).
+Lower levels spend less time per byte. Levels 4 to 6 run the medium FS-LSTM in the int8
+arithmetic (exact-i8-v1: integer products on the CPU's int8 units, no dynamic evaluation), mixed
+with ctx2; the default, level 6, refines the mix with the cm stage. Levels 7 to 9 run the same
+network in the int16 arithmetic (exact-v1) so that it can keep learning while it codes (dynamic
+evaluation of the output layer at 7, of every weight at 8 and 9), at a fraction of the speed;
+level 9 also gives each stream more text.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional
 
-# The neural member of levels 4 to 9.
-FSLSTM = "fslstm-small-v3"
+# The neural members: the int8 form of the medium model (levels 4 to 6) and its int16 form with
+# dynamic-evaluation statistics (levels 7 to 9); both exported from one float checkpoint.
+FSLSTM_I8 = "fslstm-medium-i8-v1"
+FSLSTM = "fslstm-medium-v1"
 # Default frame sizes of framed files (format version 5), from bench/results/frames.md: the
 # context models of levels 1 to 3 keep gaining from longer history (at level 1, 1 MiB frames cost
 # 2.9% and 2 MiB frames 1.2% against one 4 MiB frame), and code 4 MiB in about half a minute; the
-# FS-LSTM levels adapt within their first few hundred KB and code 1 MiB in about 7 minutes, so
-# 1 MiB frames still give many workers something to do.
+# FS-LSTM levels adapt within their first few hundred KB and code 1 MiB in one to ten minutes,
+# so 1 MiB frames still give many workers something to do.
 FRAME_BYTES = 1 << 20
 CONTEXT_FRAME_BYTES = 4 << 20
 
@@ -43,15 +47,18 @@ LEVELS: dict[int, Level] = {lv.level: lv for lv in (
           frame_bytes=CONTEXT_FRAME_BYTES),
     Level(3, "ctx2+cm", summary="ctx2 refined by the context-mixing stage (no neural model)",
           frame_bytes=CONTEXT_FRAME_BYTES),
-    Level(4, f"{FSLSTM}+ctx2+cm:static",
-          summary="FS-LSTM (static) mixed with ctx2, context-mixing stage"),
-    Level(5, f"{FSLSTM}+ctx2+cm:de-out",
-          summary="as 4, the FS-LSTM's output layer adapting to the text"),
-    Level(6, f"{FSLSTM}+ctx2+cm",
-          summary="as 4, the whole FS-LSTM adapting to the text (default)"),
-    Level(7, f"{FSLSTM}+ctx2+cm", stream_bytes=1 << 13, summary="as 6, 8 KiB per stream"),
-    Level(8, f"{FSLSTM}+ctx2+cm", stream_bytes=1 << 14, summary="as 6, 16 KiB per stream"),
-    Level(9, f"{FSLSTM}+ctx2+cm", stream_bytes=1 << 15, summary="as 6, 32 KiB per stream"),
+    Level(4, f"{FSLSTM_I8}+ctx2",
+          summary="FS-LSTM (int8) mixed with ctx2, no final stage"),
+    Level(5, f"{FSLSTM_I8}+ctx2+match",
+          summary="as 4, refined by the match model"),
+    Level(6, f"{FSLSTM_I8}+ctx2+cm",
+          summary="as 4, refined by the context-mixing stage (default)"),
+    Level(7, f"{FSLSTM}+ctx2+cm:de-out",
+          summary="FS-LSTM (int16), its output layer adapting to the text, ctx2, cm stage"),
+    Level(8, f"{FSLSTM}+ctx2+cm:de-full",
+          summary="as 7, every weight adapting to the text"),
+    Level(9, f"{FSLSTM}+ctx2+cm:de-full", stream_bytes=1 << 16,
+          summary="as 8, 64 KiB per stream"),
 )}
 DEFAULT_LEVEL = 6
 FAST, BEST = min(LEVELS), max(LEVELS)

@@ -77,11 +77,12 @@ def test_level_6_is_the_default_predictor():
 
 
 def test_level_stream_bytes_shape_the_stream_count():
-    lv7, lv9 = levels.get(7), levels.get(9)
-    n = 1 << 20
-    assert levels.streams_for(lv7, n, 1 << 12, 256) == n // (1 << 13)
-    assert levels.streams_for(lv9, n, 1 << 12, 256) == n // (1 << 15)
-    assert levels.streams_for(levels.get(6), n, 1 << 12, 256) == 256
+    lv8, lv9 = levels.get(8), levels.get(9)
+    n = 1 << 22
+    assert levels.get(8).stream_bytes is None and lv9.stream_bytes == 1 << 16
+    assert levels.streams_for(lv9, n, 1 << 12, 256) == n // (1 << 16)
+    assert levels.streams_for(lv8, n, 1 << 12, 256) == 256   # the predictor's own choice
+    assert levels.streams_for(lv9, n, 1 << 17, 256) == n // (1 << 17)  # never below its minimum
 
 
 def test_open_write_then_read_by_path_and_pathlike(tmp_path):

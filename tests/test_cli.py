@@ -146,14 +146,15 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path):
 
 @pytest.mark.slow   # the slow tier (CI runs it after the fast one)
 def test_default_model_through_the_cli(textfile, tmp_path):
-    """The shipped default (fslstm-small-v3+ctx2+cm): compress with --verify, info, test,
+    """The shipped default (fslstm-medium-i8-v1+ctx2+cm): compress with --verify, info, test,
     restore."""
     code, _, err = run_cli("c", "-v", "--verify", str(textfile))
     assert code == 0, err
     nnc = tmp_path / "a.txt.nnc"
     r = CliRunner().invoke(main, ["info", str(nnc)])
-    assert "predictor        cm" in r.output and "fslstm-small-v3" in r.output
-    assert "de-full-v1" in r.output and '"name":"gmix"' in r.output and '"name":"ctx2"' in r.output
+    assert "predictor        cm" in r.output and "fslstm-medium-i8-v1" in r.output
+    assert "exact-i8-v1" in r.output and '"name":"gmix"' in r.output and '"name":"ctx2"' in r.output
+    assert "dyneval" not in r.output and "level            -6" in r.output
     out = tmp_path / "back.txt"
     assert run_cli("d", str(nnc), str(out))[0] == 0
     assert out.read_bytes() == TEXT

@@ -48,14 +48,13 @@ def test_ensemble_settings_are_small_in_version_2():
     assert len(container.pack_header(h)) < 160 < len(container.pack_header(Header(**{**h.__dict__, "version": 1})))
 
 
-@pytest.mark.parametrize("version,spec", [(3, "fslstm-small-v3+ctx2+match"), (4, None)])
+@pytest.mark.parametrize("version,spec", [(3, "fslstm-small-v3+ctx2+match"),
+                                          (4, "fslstm-small-v3+ctx2+cm")])
 def test_default_settings_are_tiny_in_their_version(version, spec):
     """A default's description (about 700 bytes of JSON) costs a few bytes with the dictionary of
     the format version that introduced it: on a 4 KB file the header is then about 2% of the
     output instead of 10%. Version 4's dictionary still holds version 3's default."""
     from nncompress.predictors import spec as specs
-    if spec is None:
-        assert specs.DEFAULT_SPEC == "fslstm-small-v3+ctx2+cm" and version == container.FORMAT_VERSION
     p = specs.build_predictor(spec, device="cpu")
     h = _header(predictor_name=p.identity.name, settings=p.identity.settings, version=version)
     v2 = Header(**{**h.__dict__, "version": 2})

@@ -151,8 +151,12 @@ def test_spec_errors_when_building():
 
 
 def test_levels_are_specs():
-    assert parse_spec(levels.get(4).spec).dynamic_eval is False
-    assert parse_spec(levels.get(5).spec).dynamic_eval == {"scope": "out"}
     assert parse_spec(levels.get(6).spec) == parse_spec(DEFAULT_SPEC)
+    assert parse_spec(levels.get(7).spec).dynamic_eval == {"scope": "out"}
+    assert parse_spec(levels.get(8).spec).dynamic_eval == {"scope": "full"}
+    # the int8 levels name the int8 model, which has no dynamic evaluation to turn on
+    for lv in (4, 5, 6):
+        spec = parse_spec(levels.get(lv).spec)
+        assert spec.members[0] == levels.FSLSTM_I8 and spec.dynamic_eval is None
     for lv in levels.LEVELS.values():
         assert parse_spec(lv.spec).members

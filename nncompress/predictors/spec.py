@@ -29,7 +29,7 @@ from ..format import limits
 from . import modelfiles, registry
 from .base import Predictor
 
-DEFAULT_SPEC = "fslstm-small-v3+ctx2+cm"   # the predictor of level 6, the default
+DEFAULT_SPEC = "fslstm-medium-i8-v1+ctx2+cm"   # the predictor of level 6, the default
 ENSEMBLE_SEP = "+"
 DE_SEP = ":"
 # ":de" suffixes and the dynamic_eval value each stands for
