@@ -19,6 +19,7 @@ import math
 import numpy as np
 from numba import njit
 
+from ..kernels import floordiv_r
 from . import exact
 
 _FRAC = exact.FRAC
@@ -61,20 +62,6 @@ def _lut_index(x):
 
 
 @njit(cache=True, inline="always")
-def _fdiv(a, b, rb):
-    """floor(a / b) for int64 |a| < 2**53, 0 < b < 2**53, with rb = 1.0 / b: the float64
-    estimate is within one of the quotient and one integer correction each way makes it exact
-    (an integer division costs about ten times as much as this)."""
-    q = np.int64(math.floor(np.float64(a) * rb))
-    r = a - q * b
-    if r < 0:
-        q -= 1
-    elif r >= b:
-        q += 1
-    return q
-
-
-@njit(cache=True, inline="always")
 def _ln_row(src, base, n, eps, y, ybase):
     """exact._ln_y of src[base:base+n] (clamped to |z| <= Z_CLAMP) into y[ybase:ybase+n];
     returns the standard deviation (Q16)."""
@@ -92,7 +79,7 @@ def _ln_row(src, base, n, eps, y, ybase):
     rsd = 1.0 / np.float64(sd)
     for j in range(n):
         v = _clip(src[base + j], _Z)
-        y[ybase + j] = _fdiv((v - mean) << _FRAC, sd, rsd)
+        y[ybase + j] = floordiv_r((v - mean) << _FRAC, sd, rsd)
     return sd
 
 
