@@ -173,15 +173,32 @@ class FSLSTMPredictor(Registered):
 
 
 def _one_blas_thread():
-    """A context that runs BLAS on one thread. The products here are small (streams x a few
-    hundred); multi-threaded OpenBLAS made them 35x slower when the cores were busy (1.3 ms
-    against 47 ms per step, 16 streams). The thread count never changes the result."""
+    """A context that runs BLAS and torch's own kernels (torch._int_mm) on one thread. The
+    products here are small (streams x a few hundred); multi-threaded OpenBLAS made them 35x
+    slower when the cores were busy (1.3 ms against 47 ms per step, 16 streams), and two torch
+    threads made the int8 model 4.6x slower beside another job (64 streams: 12.0 against 2.6 ms
+    per step). The thread count never changes the result."""
+    import torch
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - a listed dependency; run unlimited without it
-        return contextlib.nullcontext
-    ctl = ThreadpoolController()
-    return lambda: ctl.limit(limits=1, user_api="blas")
+        ctl = None
+    else:
+        ctl = ThreadpoolController()
+
+    @contextlib.contextmanager
+    def one():
+        n = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            if ctl is None:
+                yield
+            else:
+                with ctl.limit(limits=1, user_api="blas"):
+                    yield
+        finally:
+            torch.set_num_threads(n)
+    return one
 
 
 def default_dyneval(cfg: dict) -> "dyneval.DynEvalSettings":
