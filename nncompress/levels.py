@@ -7,7 +7,8 @@ level whose preset matches a file's predictor and stream count, if any (level_of
 
 Lower levels spend less time per byte. Levels 4 to 6 run the medium FS-LSTM in the int8
 arithmetic (exact-i8-v1: integer products on the CPU's int8 units, no dynamic evaluation), mixed
-with ctx2; the default, level 6, refines the mix with the cm stage. Levels 7 to 9 run the same
+with ctx1 (4) or ctx2 (5, 6); the default, level 6, refines the mix with the cm stage (with the
+match stage instead, the mix lost 0.1-0.7% on 100 KB texts, so no level uses it). Levels 7 to 9 run the same
 network in the int16 arithmetic (exact-v1) so that it can keep learning while it codes (dynamic
 evaluation of the output layer at 7, of every weight at 8 and 9), at a fraction of the speed;
 level 9 also gives each stream more text.
@@ -47,12 +48,12 @@ LEVELS: dict[int, Level] = {lv.level: lv for lv in (
           frame_bytes=CONTEXT_FRAME_BYTES),
     Level(3, "ctx2+cm", summary="ctx2 refined by the context-mixing stage (no neural model)",
           frame_bytes=CONTEXT_FRAME_BYTES),
-    Level(4, f"{FSLSTM_I8}+ctx2",
-          summary="FS-LSTM (int8) mixed with ctx2, no final stage"),
-    Level(5, f"{FSLSTM_I8}+ctx2+match",
-          summary="as 4, refined by the match model"),
+    Level(4, f"{FSLSTM_I8}+ctx1",
+          summary="FS-LSTM (int8) mixed with ctx1 (about 0.6 GB)"),
+    Level(5, f"{FSLSTM_I8}+ctx2",
+          summary="FS-LSTM (int8) mixed with ctx2"),
     Level(6, f"{FSLSTM_I8}+ctx2+cm",
-          summary="as 4, refined by the context-mixing stage (default)"),
+          summary="as 5, refined by the context-mixing stage (default)"),
     Level(7, f"{FSLSTM}+ctx2+cm:de-out",
           summary="FS-LSTM (int16), its output layer adapting to the text, ctx2, cm stage"),
     Level(8, f"{FSLSTM}+ctx2+cm:de-full",
