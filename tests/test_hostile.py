@@ -284,8 +284,9 @@ def test_full_dynamic_evaluation_stream_cap_on_decode(monkeypatch):
 
 
 def test_writer_keeps_to_the_limits():
-    with pytest.raises(ValueError, match="at most 256 streams"):
-        api.check_streams(specs.build_predictor(None, device="cpu"), 10 ** 6, 300)
+    with pytest.raises(ValueError, match="at most 256 streams"):   # full dynamic evaluation's cap
+        api.check_streams(specs.build_predictor("fslstm-small-v3+ctx2+cm:de-full", device="cpu"),
+                          10 ** 6, 300)
     with pytest.raises(ValueError, match="streams"):
         nncompress.compress(b"x" * (30 * (limits.MAX_STREAMS + 1)), model="order0",
                             streams=limits.MAX_STREAMS + 1)
@@ -681,8 +682,8 @@ def test_usage_errors_are_one_line(work):
     assert listing(work) == ["a.txt"]
 
 
-def test_too_many_streams_for_the_default_model_is_a_usage_error(work):
-    code, _, err = run_cli("c", "--streams", "300", "a.txt", cwd=work)
+def test_too_many_streams_for_full_dynamic_evaluation_is_a_usage_error(work):
+    code, _, err = run_cli("c", "-8", "--streams", "300", "a.txt", cwd=work)
     assert code == 2, err
     one_line(err)
     assert "256" in err
