@@ -86,3 +86,19 @@ def mutate(blob, rng):
     else:
         b += bytes([rng.randrange(256)])
     return kind, i, bytes(b)
+
+
+def step_tables(net, streams):
+    """Weights for every step of each stream of an exact FS-LSTM net (streams: list of
+    equal-length byte strings): an (S, T, 256) array."""
+    import numpy as np
+    w = [np.asarray(net.start(len(streams)))]
+    arr = np.array([list(s) for s in streams], dtype=np.int64)
+    for t in range(arr.shape[1] - 1):
+        sym = arr[:, t]
+        if net.ops.name == "torch":
+            import torch
+            w.append(net.step(torch.from_numpy(sym)).cpu().numpy())
+        else:
+            w.append(np.asarray(net.step(sym)))
+    return np.stack(w, 1)

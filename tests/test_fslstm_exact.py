@@ -16,7 +16,7 @@ from nncompress.predictors.fslstm import exact  # noqa: E402
 from nncompress.tools.export import float_bits, exact_bits  # noqa: E402
 from nncompress.predictors.fslstm.predictor import FSLSTMPredictor, read_exact, save_exact  # noqa: E402
 
-from helpers import TEXT, random_model as _random_model  # noqa: E402
+from helpers import TEXT, random_model as _random_model, step_tables  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -34,31 +34,19 @@ def test_exact_tracks_float_cross_entropy(k):
     assert abs(eb - fb) / fb < 0.002
 
 
-def _tables(net, streams):
-    """Weights for every step of each stream (streams: list of equal-length byte strings)."""
-    w = [np.asarray(net.start(len(streams)))]
-    arr = np.array([list(s) for s in streams], dtype=np.int64)
-    for t in range(arr.shape[1] - 1):
-        sym = arr[:, t]
-        if net.ops.name == "torch":
-            sym = torch.from_numpy(sym)
-        w.append(np.asarray(net.step(sym).cpu() if net.ops.name == "torch" else net.step(sym)))
-    return np.stack(w, 1)  # (S, T, 256)
-
-
 def test_batch_composition_invariance(tiny):
     cfg, _, q = tiny
     a, b, c = TEXT[:300], TEXT[300:600], TEXT[600:900]
-    alone = _tables(exact.ExactFSRNN(cfg, q), [a])[0]
-    batched = _tables(exact.ExactFSRNN(cfg, q), [b, a, c])[1]
+    alone = step_tables(exact.ExactFSRNN(cfg, q), [a])[0]
+    batched = step_tables(exact.ExactFSRNN(cfg, q), [b, a, c])[1]
     assert np.array_equal(alone, batched)
 
 
 def test_numpy_and_torch_give_identical_weights(tiny):
     cfg, _, q = tiny
     s = [TEXT[:200], TEXT[200:400]]
-    np_w = _tables(exact.ExactFSRNN(cfg, q, backend="numpy"), s)
-    t_w = _tables(exact.ExactFSRNN(cfg, q, backend="torch", device="cpu"), s)
+    np_w = step_tables(exact.ExactFSRNN(cfg, q, backend="numpy"), s)
+    t_w = step_tables(exact.ExactFSRNN(cfg, q, backend="torch", device="cpu"), s)
     assert np.array_equal(np_w, t_w)
     assert np_w.sum(-1).max() < coding.MAX_WEIGHT_SUM
 

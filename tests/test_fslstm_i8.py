@@ -16,25 +16,13 @@ from nncompress.predictors.fslstm.predictor import (FSLSTMPredictor, load_fslstm
                                                     read_exact, save_exact)
 from nncompress.tools.export import exact_bits, float_bits  # noqa: E402
 
-from helpers import TEXT, random_model  # noqa: E402
+from helpers import TEXT, random_model, step_tables  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tiny8():
     cfg, sd = random_model(seed=3)
     return {**cfg, "arith": exact.ARITH_I8}, sd, exact.quantize_model_i8(cfg, sd)
-
-
-def _tables(net, streams):
-    w = [np.asarray(net.start(len(streams)))]
-    arr = np.array([list(s) for s in streams], dtype=np.int64)
-    for t in range(arr.shape[1] - 1):
-        sym = arr[:, t]
-        if net.ops.name == "torch":
-            w.append(net.step(torch.from_numpy(sym)).cpu().numpy())
-        else:
-            w.append(np.asarray(net.step(sym)))
-    return np.stack(w, 1)
 
 
 def test_weights_are_int8_with_column_multipliers(tiny8):
@@ -62,14 +50,14 @@ def test_i8_tracks_float_cross_entropy(tiny8):
 def test_kernels_reference_torch_backend_and_fallback_agree(tiny8, monkeypatch):
     cfg, _, q = tiny8
     s = [TEXT[:240], TEXT[240:480], TEXT[480:720]]
-    fused = _tables(exact.ExactFSRNN(cfg, q), s)
-    ref = _tables(exact.ExactFSRNN(cfg, q, use_kernels=False), s)
-    tor = _tables(exact.ExactFSRNN(cfg, q, backend="torch", device="cpu"), s)
+    fused = step_tables(exact.ExactFSRNN(cfg, q), s)
+    ref = step_tables(exact.ExactFSRNN(cfg, q, use_kernels=False), s)
+    tor = step_tables(exact.ExactFSRNN(cfg, q, backend="torch", device="cpu"), s)
     monkeypatch.setattr(exact, "FORCE_INT8_FALLBACK", True)
-    fb = _tables(exact.ExactFSRNN(cfg, q), s)
+    fb = step_tables(exact.ExactFSRNN(cfg, q), s)
     assert np.array_equal(fused, ref) and np.array_equal(fused, tor) and np.array_equal(fused, fb)
     # one stream alone gives what it gives in a batch
-    alone = _tables(exact.ExactFSRNN(cfg, q), [s[1]])[0]
+    alone = step_tables(exact.ExactFSRNN(cfg, q), [s[1]])[0]
     assert np.array_equal(alone, fused[1])
 
 

@@ -334,19 +334,11 @@ class ExactFSRNN:
         """(S, n_in) Q14 activations times matrix `name` -> Q16, plus `add` ((S, N) or (N,)), or
         plus add[rows] when `rows` (symbols) is given: integer sums, in whatever order."""
         p = self.p
-        if self.i8 and self._fused:     # ops.mm_i8's integers, without numpy temporaries
-            from . import fused
+        if self.i8 and self._fused and rows is None and add is not None and add.ndim == 1:
+            from . import fused     # ops.mm_i8's integers plus a bias, in one compiled pass
             acc = self._acc8(a, name)
             out = np.empty(acc.shape, dtype=np.int64)
-            m, r = p[name + ".m"], p[name + ".r"]
-            if add is None:
-                fused.i8_rescale(acc, m, r, out)
-            elif rows is not None:
-                fused.i8_rescale_rows(acc, m, r, add, rows, out)
-            elif add.ndim == 1:
-                fused.i8_rescale_bias(acc, m, r, add, out)
-            else:
-                fused.i8_rescale_add(acc, m, r, np.ascontiguousarray(add), out)
+            fused.i8_rescale_bias(acc, p[name + ".m"], p[name + ".r"], add, out)
             return out
         if self.i8:
             z = self.ops.mm_i8(a, p[name], p[name + ".m"], p[name + ".r"])

@@ -198,40 +198,13 @@ def q7(a, out):
 
 
 @njit(cache=True)
-def i8_rescale(acc, m, r, out):
-    """exact mm_i8's rescaling: out = (acc * m) >> r (int32 sums acc (S, N), multipliers m)."""
-    S, N = acc.shape
-    for s in range(S):
-        for j in range(N):
-            out[s, j] = (np.int64(acc[s, j]) * m[j]) >> r
-
-
-@njit(cache=True)
-def i8_rescale_add(acc, m, r, add, out):
-    """((acc * m) >> r) + add, add (S, N)."""
-    S, N = acc.shape
-    for s in range(S):
-        for j in range(N):
-            out[s, j] = ((np.int64(acc[s, j]) * m[j]) >> r) + add[s, j]
-
-
-@njit(cache=True)
 def i8_rescale_bias(acc, m, r, bias, out):
-    """((acc * m) >> r) + bias, bias (N,) the same for every row."""
+    """exact mm_i8's rescaling plus a bias: ((acc * m) >> r) + bias (int32 sums acc (S, N),
+    multipliers m and bias (N,))."""
     S, N = acc.shape
     for s in range(S):
         for j in range(N):
             out[s, j] = ((np.int64(acc[s, j]) * m[j]) >> r) + bias[j]
-
-
-@njit(cache=True)
-def i8_rescale_rows(acc, m, r, table, rows, out):
-    """((acc * m) >> r) + table[rows[s]] (the first fast cell's per-byte input table)."""
-    S, N = acc.shape
-    for s in range(S):
-        t = table[rows[s]]
-        for j in range(N):
-            out[s, j] = ((np.int64(acc[s, j]) * m[j]) >> r) + t[j]
 
 
 # ------------------------------------------------------------------ backward (backward.py)
