@@ -38,7 +38,9 @@ def _stream_count(pred, n: int, streams: Optional[int]) -> int:
         s = engine.choose_streams(n, lim.min_stream_len, lim.max_streams)
     cap = lim.cap
     if s > cap:
-        why = " with full dynamic evaluation" if cap < limits.MAX_STREAMS else ""
+        why = (f" by {pred.identity.name}, which codes one stream in its natural order"
+               if engine.codes_segments(pred) else
+               " with full dynamic evaluation" if cap < limits.MAX_STREAMS else "")
         raise ValueError(f"at most {cap} streams can be coded{why}, not {streams}")
     return s
 

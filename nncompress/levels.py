@@ -43,7 +43,8 @@ class Level:
 
 
 LEVELS: dict[int, Level] = {lv.level: lv for lv in (
-    Level(1, "ctx1", summary="order-0..5 context model", frame_bytes=CONTEXT_FRAME_BYTES),
+    Level(1, "bcm", summary="binary context mixing, coding its own bits (fastest)",
+          frame_bytes=CONTEXT_FRAME_BYTES),
     Level(2, "ctx1+match", summary="ctx1 refined by the long-range match model",
           frame_bytes=CONTEXT_FRAME_BYTES),
     Level(3, "ctx2+cm", summary="ctx2 refined by the context-mixing stage (no neural model)",

@@ -25,7 +25,7 @@ def test_compressor_reuses_its_predictor_and_matches_the_one_shot_function():
     c = nncompress.Compressor(level=1)
     a, b = c.compress(TEXT), c.compress(TEXT[:5000])
     assert c.compress(TEXT) == a                      # the second use starts from a fresh state
-    assert a == nncompress.compress(TEXT, level=1) == nncompress.compress(TEXT, model="ctx1")
+    assert a == nncompress.compress(TEXT, level=1) == nncompress.compress(TEXT, model="bcm")
     d = nncompress.Decompressor()
     assert d.decompress(a) == TEXT and d.decompress(b) == TEXT[:5000]
     assert d.decompress(memoryview(a)) == TEXT

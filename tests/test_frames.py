@@ -17,10 +17,11 @@ TEXT = (b"Frames are coded on their own; the layout depends only on the input. "
         + bytes(range(256)))
 
 
-def framed(data: bytes, frame_size: int, level: int = 1, workers: int = 1) -> bytes:
+def framed(data: bytes, frame_size: int, level: int = 1, workers: int = 1,
+           model=None) -> bytes:
     out = io.BytesIO()
-    parallel.compress_stream(io.BytesIO(data), out.write, level=level, frame_size=frame_size,
-                             workers=workers)
+    parallel.compress_stream(io.BytesIO(data), out.write, level=None if model else level,
+                             frame_size=frame_size, workers=workers, model=model)
     return out.getvalue()
 
 
@@ -168,8 +169,9 @@ GOLDEN_V5 = DATA / "framed" / "golden-v5-ctx1.nnc"
 
 
 def test_golden_v5_file():
-    """tests/data/golden.txt at level 1 with 256-byte frames (3 frames), written at format
-    version 5: it decodes, and writing it again gives the same bytes."""
+    """tests/data/golden.txt with ctx1 (level 1 when it was written) in 256-byte frames (3
+    frames), written at format version 5: it decodes, and writing it again gives the same
+    bytes."""
     text = (DATA / "golden.txt").read_bytes()
     blob = GOLDEN_V5.read_bytes()
     assert hashlib.sha256(blob).hexdigest() == \
@@ -177,7 +179,7 @@ def test_golden_v5_file():
     assert nncompress.decompress(blob) == text and decoded(blob) == text
     fi = parallel.info(io.BytesIO(blob))
     assert (fi.n_frames, fi.frame_size, fi.first.header.predictor_name) == (3, 256, "ctx1")
-    assert framed(text, 256) == blob
+    assert framed(text, 256, model="ctx1") == blob
 
 
 def test_nncfile_reads_version_5(tmp_path):

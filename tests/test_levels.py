@@ -21,7 +21,7 @@ def test_level_1_round_trip_and_info_names_it(tmp_path):
     assert (tmp_path / "t.txt.nnc").exists()
     info = nnc("info", tmp_path / "t.txt.nnc")
     assert info.returncode == 0 and b"level            -1" in info.stdout
-    assert b"predictor        ctx1" in info.stdout
+    assert b"predictor        bcm" in info.stdout
     out = tmp_path / "back.txt"
     assert nnc("d", tmp_path / "t.txt.nnc", out).returncode == 0
     assert out.read_bytes() == TEXT

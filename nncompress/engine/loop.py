@@ -78,6 +78,10 @@ class _Side:
         """Codes step t given the predictor's weights for its active streams (the side
         quantises them) and returns the step's symbols."""
 
+    def code_segment(self, predictor, n: int) -> None:
+        """Codes the whole segment (n bytes of the one stream) with a predictor that codes
+        its own segments."""
+
     def end(self, seg: int) -> None: ...
 
 
@@ -102,6 +106,8 @@ def run(predictor: Predictor, lengths: list[int], segment_steps: int, side: _Sid
     total_steps = lengths[0]
     if total_steps == 0:
         return 0
+    if codes_segments(predictor):
+        return _run_segments(predictor, lengths, segment_steps, side, progress)
     weights = predictor.start(n_streams)
     n_seg = 0
     for t0, t1, active in segments(lengths, segment_steps):
@@ -117,6 +123,30 @@ def run(predictor: Predictor, lengths: list[int], segment_steps: int, side: _Sid
         n_seg += 1
         if progress is not None and (t1 - t0) % _PROGRESS_STEPS:
             progress(int(active[(t1 - t0) - (t1 - t0) % _PROGRESS_STEPS:].sum()))
+    return n_seg
+
+
+def codes_segments(predictor) -> bool:
+    """Whether the predictor codes whole segments itself (predictors/bcm.py) instead of handing
+    the engine weights per step."""
+    return bool(getattr(predictor, "CODES_SEGMENTS", False))
+
+
+def _run_segments(predictor, lengths: list[int], segment_steps: int, side: _Side,
+                  progress: Progress) -> int:
+    """The loop for a predictor that codes its own segments (one stream): the same segments
+    and records, each segment one call."""
+    if len(lengths) != 1:
+        raise ValueError(f"{predictor.identity.name} codes one stream, not {len(lengths)}")
+    predictor.start(1)
+    n_seg = 0
+    for t0, t1, active in segments(lengths, segment_steps):
+        side.begin(n_seg, t0, t1, t1 - t0)
+        side.code_segment(predictor, t1 - t0)
+        side.end(n_seg)
+        n_seg += 1
+        if progress is not None:
+            progress(t1 - t0)
     return n_seg
 
 
@@ -155,6 +185,7 @@ class _EncodeSide(_Side):
         self.pend_sym: list[np.ndarray] = []
         self.pend_freq: list[np.ndarray] = []
         self.pend_rows = 0
+        self.seg_words = None
 
     def _flush(self):
         if not self.pend_sym:
@@ -179,8 +210,16 @@ class _EncodeSide(_Side):
             self._flush()
         return symbols
 
+    def code_segment(self, predictor, n):
+        self.seg_words = predictor.encode_segment(self.block[0, :n])
+        self.ideal_bits += 8 * len(self.seg_words)
+
     def end(self, seg):
-        if self.coder is not None:
+        if self.seg_words is not None:
+            if self.measure_only:
+                return
+            words = self.seg_words
+        elif self.coder is not None:
             words, bits = self.coder.end()
             self.ideal_bits += bits
         else:
@@ -218,6 +257,9 @@ class _DecodeSide(_Side):
         self.block[: len(freq), t - self.t0] = symbols
         return symbols
 
+    def code_segment(self, predictor, n):
+        self.block[0, :n] = predictor.decode_segment(self.rec.words, n)
+
     def end(self, seg):
         if _segment_crc(self.block, self.lengths, self.t0, self.t1) != self.rec.data_crc:
             raise ChecksumError(f"decoded data of segment {seg} fails its CRC: the file is corrupt "
@@ -250,6 +292,8 @@ def encode(src: BinaryIO, n: int, out: BinaryIO, predictor: Predictor, n_streams
     out.write(head)
     lengths = header.stream_lengths()
     coder = None
+    if codes_segments(predictor):
+        coder_process = False
     if coder_process if coder_process is not None else use_coder_process(n):
         from .coder_process import CoderProcess
         coder = CoderProcess()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Union
+from typing import Iterable, Optional, Union
 
 from ..errors import ModelError, ModelMismatchError
 from ..format import limits
@@ -36,35 +36,41 @@ from .schema import SettingsError, short
 MODEL_FILE = "<model file>"
 
 _ENTRIES: dict[str, Union[str, type]] = {}
+_CHILDREN: dict[str, Optional[str]] = {}    # each name's declared CHILDREN
 
 
-def register(cls: Union[str, type], *names: str) -> None:
+def register(cls: Union[str, type], *names: str, children: Optional[str] = None) -> None:
     """Registers a predictor class under the names its headers record: a class (its NAMES, or
     the model-file class when it sets MODEL_FILE), or "module:Class" with its names, imported on
-    first use."""
+    first use; `children` then declares its CHILDREN (None, "inner", "members"), so that the
+    spec grammar can tell stages from members without importing it (checked on import)."""
     if isinstance(cls, str):
         keys = names
     else:
         keys = names or ((MODEL_FILE,) if cls.MODEL_FILE else tuple(cls.NAMES))
+        children = cls.CHILDREN
     if not keys:
         raise ValueError("a predictor class needs at least one name")
     for key in keys:
         if key != MODEL_FILE and not limits.plain_name(key):
             raise ValueError(f"predictor name {key!r} is not a plain name")
         _ENTRIES[key] = cls
+        _CHILDREN[key] = children
 
 
 def unregister(*names: str) -> None:
     for key in names:
         _ENTRIES.pop(key, None)
+        _CHILDREN.pop(key, None)
 
 
 register("nncompress.predictors.order0:Order0", "order0")
 register("nncompress.predictors.context:ContextModel", "ctx1", "ctx2")
-register("nncompress.predictors.match:MatchStage", "match")
-register("nncompress.predictors.cm:CMStage", "cm")
-register("nncompress.predictors.mix:Mixture", "mix")
-register("nncompress.predictors.mix:GeoMixture", "gmix")
+register("nncompress.predictors.bcm:BCM", "bcm")
+register("nncompress.predictors.match:MatchStage", "match", children="inner")
+register("nncompress.predictors.cm:CMStage", "cm", children="inner")
+register("nncompress.predictors.mix:Mixture", "mix", children="members")
+register("nncompress.predictors.mix:GeoMixture", "gmix", children="members")
 register("nncompress.predictors.fslstm.predictor:FSLSTMPredictor", MODEL_FILE)
 
 
@@ -75,6 +81,9 @@ def _load(key: str) -> type:
         entry = getattr(importlib.import_module(module), attr)
         if not (key in entry.NAMES or key == MODEL_FILE and entry.MODEL_FILE):
             raise RuntimeError(f"{entry.__name__} does not declare the name {key!r}")
+        if entry.CHILDREN != _CHILDREN.get(key):
+            raise RuntimeError(f"{entry.__name__} has CHILDREN {entry.CHILDREN!r}, registered "
+                               f"as {_CHILDREN.get(key)!r}")
         _ENTRIES[key] = entry
     return entry
 
@@ -97,12 +106,14 @@ def is_builtin(cls: type) -> bool:
 
 
 def builtin_names() -> list[str]:
-    return [n for n in names() if is_builtin(_load(n))]
+    """Predictors without a model file and without children (as registered: nothing is
+    imported)."""
+    return [n for n in names() if _CHILDREN[n] is None]
 
 
 def stage_names() -> list[str]:
     """The final stages: classes that wrap one predictor ("match", "cm")."""
-    return [n for n in names() if _load(n).CHILDREN == "inner"]
+    return [n for n in names() if _CHILDREN[n] == "inner"]
 
 
 def model_file_class() -> type:
@@ -197,6 +208,10 @@ def _node(name, sha256: bytes, settings, depth: int) -> Node:
             whose = "model" if cls.CHILDREN == "inner" else "members"
             raise ModelMismatchError(f"this file's {what} identity does not match its {whose}")
     children = [_node(n, h, s, depth + 1) for n, h, s in descriptions]
+    for c in children:
+        if getattr(c.cls, "CODES_SEGMENTS", False):
+            raise SettingsError(what, f"{c.name} codes its own segments: it cannot be wrapped "
+                                      "or mixed")
     if isinstance(cls.ARITH, tuple):   # a class of several arithmetics builds the header's
         own["arith"] = arith
     return Node(name, sha256, cls, own, children)
