@@ -108,6 +108,7 @@ def test_stream_limits_are_declared():
     ("fslstm-small-v3:static", Spec(("fslstm-small-v3",), None, False)),
     ("fslstm-small-v3+ctx1+match:de", Spec(("fslstm-small-v3", "ctx1"), "match", True)),
     ("x.pt+ctx1:de-full", Spec(("x.pt", "ctx1"), None, {"scope": "full"})),
+    ("ctx2[hash_bits=17]+cm[nibbles=1]", Spec(("ctx2[hash_bits=17]",), "cm[nibbles=1]")),
     (None, parse_spec(DEFAULT_SPEC)),
 ])
 def test_parse_spec(text, spec):
@@ -139,6 +140,30 @@ def test_parse_spec_options_and_paths(tmp_path):
 def test_bad_specs_are_refused_with_a_clear_message(text, message):
     with pytest.raises(ModelError, match=message):
         parse_spec(text)
+
+
+def test_settings_in_a_spec_reach_the_header_and_are_checked():
+    from nncompress.predictors.spec import split_settings
+    assert split_settings("ctx2[hash_bits=17, max_order=6]") == ("ctx2", {"hash_bits": 17,
+                                                                          "max_order": 6})
+    assert split_settings("ctx2") == ("ctx2", {})
+    data = b"settings in brackets " * 200
+    blob = nncompress.compress(data, model="ctx2[hash_bits=12]+cm[nibbles=1,hash_bits=12]")
+    h = nncompress.read_header(io.BytesIO(blob))
+    assert h.settings["nibbles"] == 1 and h.settings["hash_bits"] == 12
+    assert h.settings["inner"]["settings"]["hash_bits"] == 12
+    assert nncompress.decompress(blob) == data
+    assert blob != nncompress.compress(data, model="ctx2[hash_bits=13]+cm[nibbles=1,hash_bits=12]")
+    for text, message in [("ctx1[foo=1]", "unknown settings"),
+                          ("ctx1[hash_bits=99]", "hash_bits must be in 8..20"),
+                          ("ctx1[hash_bits=x]", "settings are written NAME\\[key=integer"),
+                          ("ctx1[hash_bits=12", "settings are written"),
+                          ("ctx1[hash_bits=12,hash_bits=13]", "given twice"),
+                          ("ctx1[limit=254,inc=5]", "limit must be in inc..255-inc"),
+                          ("fslstm-small-v3[hash_bits=12]", "built-in predictors and stages only"),
+                          ("ctx1+cm[nibbles=99]", "nibbles must be in")]:
+        with pytest.raises(ModelError, match=message):
+            nncompress.compress(b"x", model=text)
 
 
 def test_spec_errors_when_building():

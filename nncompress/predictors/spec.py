@@ -3,11 +3,14 @@
     spec    := members [ "+" stage ] [ ":" de ]
     members := member ( "+" member )*        at most limits.MAX_MEMBERS; two or more are an
                                              ensemble, mixed online (the "gmix" mixer)
-    member  := a built-in predictor (ctx1, ctx2, order0), a model name (NAME.pt in the model
-               folders, modelfiles.model_dirs) or a model file's path (a path to an existing
-               file is always one member, "+" and ":" included)
+    member  := a built-in predictor (ctx1, ctx2, order0, bcm) [ settings ], a model name (NAME.pt
+               in the model folders, modelfiles.model_dirs) or a model file's path (a path to
+               an existing file is always one member, "+" and ":" included)
     stage   := a final stage that refines whatever the members predict: "match" (the long-range
-               match model and its SSE) or "cm" (the context-mixing stage)
+               match model and its SSE) or "cm" (the context-mixing stage) [ settings ]
+    settings:= "[" key "=" integer ( "," key "=" integer )* "]"   settings of a built-in
+               predictor or a stage in place of its defaults, checked against its schema (for
+               example ctx2[hash_bits=17] or cm[nibbles=1]); the header records them
     de      := the FS-LSTM members' dynamic evaluation: "static" (off), "de" (on, the model's
                tuned settings), "de-out" (output layer only), "de-full" (every weight)
 
@@ -20,6 +23,7 @@ presets written in this grammar. parse_spec() gives a Spec; build_predictor() bu
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -28,6 +32,7 @@ from ..errors import ModelError
 from ..format import limits
 from . import modelfiles, registry
 from .base import Predictor
+from .schema import SettingsError
 
 DEFAULT_SPEC = "fslstm-medium-i8-v1+ctx2+cm"   # the predictor of level 6, the default
 ENSEMBLE_SEP = "+"
@@ -38,6 +43,28 @@ DE_SUFFIXES = {"static": False, "de": True, "de-out": {"scope": "out"},
 ENSEMBLE_MIXER = "gmix"                   # the mixer of new ensembles
 
 DynamicEval = Union[None, bool, dict]
+_SETTINGS = re.compile(r"([^\[\]]+)\[([^\[\]]*)\]")
+_ITEM = re.compile(r"\s*([a-z_][a-z0-9_]*)\s*=\s*(-?[0-9]+)\s*")
+
+
+def split_settings(token: str) -> tuple:
+    """A member's or a stage's name and the settings written after it (NAME[k=v,...]);
+    ModelError for malformed settings."""
+    m = _SETTINGS.fullmatch(token)
+    if m is None or _is_file(token):
+        if "[" in token or "]" in token:
+            if not _is_file(token):
+                raise ModelError(f"{token!r}: settings are written NAME[key=integer,...]")
+        return token, {}
+    settings = {}
+    for item in m.group(2).split(","):
+        kv = _ITEM.fullmatch(item)
+        if kv is None:
+            raise ModelError(f"{token!r}: settings are written NAME[key=integer,...]")
+        if kv.group(1) in settings:
+            raise ModelError(f"{token!r}: {kv.group(1)} is given twice")
+        settings[kv.group(1)] = int(kv.group(2))
+    return m.group(1), settings
 
 
 def _is_file(text: str) -> bool:
@@ -103,9 +130,11 @@ def parse_spec(text: Optional[str] = None, dynamic_eval: DynamicEval = None) -> 
     if not all(parts):
         raise ModelError(f"{text!r}: empty member (specs are written A, A+B or A+B+stage)")
     stages = registry.stage_names()
-    stage = parts.pop() if len(parts) > 1 and parts[-1] in stages else None
+    names = [split_settings(p)[0] for p in parts]
+    stage = parts.pop() if len(parts) > 1 and names[-1] in stages else None
+    names = names[:len(parts)]
     for name in stages:
-        if name in parts:
+        if name in names:
             raise ModelError(f"{text!r}: {name!r} is a final stage and can only end a spec "
                              f"(for example ctx1+{name})")
     if len(parts) > limits.MAX_MEMBERS:
@@ -129,7 +158,14 @@ def available() -> list[str]:
 
 
 def resolve(member: str) -> modelfiles.ModelRef:
-    """A member of a spec: a built-in predictor (no model file) or a model file, checked."""
+    """A member of a spec: a built-in predictor (no model file) or a model file, checked
+    (settings written after a built-in predictor's name are left to build_member)."""
+    name, settings = split_settings(member)
+    if name in registry.builtin_names():
+        return modelfiles.ModelRef(name)
+    if settings:
+        raise ModelError(f"{member!r}: settings can be given to built-in predictors and stages "
+                         f"only ({', '.join(registry.builtin_names())})")
     if member in registry.builtin_names():
         return modelfiles.ModelRef(member)
     try:
@@ -146,13 +182,23 @@ def model_files(spec: Union[str, Spec, None]) -> list[modelfiles.ModelRef]:
     return [resolve(m) for m in parse_spec(spec).members]
 
 
+def _checked(cls, name: str, settings: dict) -> dict:
+    try:
+        return cls.check_settings(name, settings)
+    except SettingsError as e:
+        raise ModelError(f"{name}[...]: {e.detail}") from None
+
+
 def build_member(ref: modelfiles.ModelRef, device: str = "auto",
-                 dynamic_eval: DynamicEval = None) -> Predictor:
-    """One member: a built-in predictor with its default settings, or a model file's predictor
-    (`dynamic_eval` concerns only that)."""
+                 dynamic_eval: DynamicEval = None, settings: Optional[dict] = None) -> Predictor:
+    """One member: a built-in predictor with `settings` in place of its defaults, or a model
+    file's predictor (`dynamic_eval` concerns only that)."""
     if ref.builtin:
         cls = registry.get(ref.name)
-        return cls.from_identity(ref.name, cls.check_settings(ref.name, {}), [], None)
+        try:
+            return cls.from_identity(ref.name, _checked(cls, ref.name, settings or {}), [], None)
+        except ValueError as e:          # a combination of settings the class refuses
+            raise ModelError(f"{ref.name}[...]: {e}") from None
     return registry.model_file_class().from_file(ref, device=device, dynamic_eval=dynamic_eval)
 
 
@@ -165,9 +211,12 @@ def build_predictor(spec: Union[str, Spec, None] = None, device: str = "auto",
     if spec.dynamic_eval and all(r.builtin for r in refs):
         raise ModelError(f"dynamic evaluation needs an FS-LSTM model; {str(spec)!r} has none "
                          "(the built-in context models adapt by counting anyway)")
-    preds = [build_member(r, device, spec.dynamic_eval) for r in refs]
+    preds = [build_member(r, device, spec.dynamic_eval, split_settings(m)[1])
+             for r, m in zip(refs, spec.members)]
     pred = preds[0] if len(preds) == 1 else registry.get(ENSEMBLE_MIXER)(preds)
     if spec.stage:
-        pred = registry.get(spec.stage)(pred)
+        name, settings = split_settings(spec.stage)
+        cls = registry.get(name)
+        pred = cls(pred, name=name, **_checked(cls, name, settings))
     registry.check_predictor(pred)
     return pred
