@@ -72,6 +72,27 @@ def test_int8_product_fallback_is_exact_at_the_extremes(monkeypatch):
     assert torch.equal(fast.long(), want) and torch.equal(slow.long(), want)
 
 
+@pytest.mark.parametrize("k", [64, exact._F32_EXACT_K - 1, exact._F32_EXACT_K + 7])
+def test_every_int8_product_path_is_exact_at_the_extremes(k):
+    """torch._int_mm (where it runs), float32 (sums below 2**24) and float64 (longer sums) give
+    the same integers; which one runs is chosen by speed, so each must be exact on its own."""
+    a = torch.full((32, k), 127, dtype=torch.int8)
+    a[1::2] = -127
+    w = torch.full((k, 8), -128, dtype=torch.int8)
+    w[0] = 127                       # odd sums, beyond 2**24 when k is past the bound
+    want = a.long() @ w.long()
+    assert torch.equal(exact._float_product(a, w).long(), want)
+    if k >= exact._F32_EXACT_K:      # float32 alone would round these sums
+        assert not torch.equal(torch.matmul(a.float(), w.float()).long(), want)
+    try:
+        got = torch._int_mm(a, w)
+    except (RuntimeError, AttributeError, NotImplementedError):
+        got = None
+    if got is not None:
+        assert torch.equal(got.long(), want)
+    assert exact._choose_cpu_product() in ("int_mm", "float")
+
+
 def test_q7_rounds_and_clamps():
     a = np.array([[-(1 << 14), -129, -65, -64, -63, 0, 63, 64, 127, 1 << 14]], dtype=np.int64)
     got = exact.to_q7(a, exact._NumpyOps)

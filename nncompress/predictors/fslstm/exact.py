@@ -34,6 +34,7 @@ config["arith"], recorded in every header):
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 
@@ -169,19 +170,73 @@ def arith_of(cfg: dict) -> str:
 
 # tests set this to check that the fallback gives torch._int_mm's integers
 FORCE_INT8_FALLBACK = False
+# Every |product| is at most 127 * 128, so below this many terms every partial sum is an integer
+# under 2**24, which float32 holds exactly whatever the order of summation.
+_F32_EXACT_K = (1 << 24) // (127 * 128)
+# Which CPU product is faster here, chosen once per process by timing both on one shape
+# (_choose_cpu_product); both give the same integers, so the choice never changes the bytes.
+_CPU_PRODUCT = None
+
+
+# float copies of the weight matrices (the second operand), kept while the matrix lives
+_FLOAT_W: dict = {}
+
+
+def _float_weights(w8, dt):
+    key = (id(w8), dt)
+    hit = _FLOAT_W.get(key)
+    if hit is not None and hit[0]() is w8:
+        return hit[1]
+    f = w8.to(dt)
+    _FLOAT_W[key] = (weakref.ref(w8, lambda _, key=key: _FLOAT_W.pop(key, None)), f)
+    return f
+
+
+def _float_product(a8, w8):
+    import torch
+    dt = torch.float32 if a8.shape[1] < _F32_EXACT_K else torch.float64
+    return torch.matmul(a8.to(dt), _float_weights(w8, dt)).to(torch.int32)
+
+
+def _choose_cpu_product() -> str:
+    """"int_mm" where torch._int_mm is faster than the float product (CPUs with int8 dot-product
+    units: AVX-512 VNNI, AMX), else "float" (torch._int_mm without them is a plain loop, 1 GOP/s
+    against tens of GFLOP/s for float32)."""
+    import time
+    import torch
+    g = torch.Generator().manual_seed(0)
+    a = torch.randint(-127, 128, (64, 512), dtype=torch.int8, generator=g)
+    w = torch.randint(-127, 128, (512, 512), dtype=torch.int8, generator=g)
+    best = {}
+    for name, fn in (("int_mm", torch._int_mm), ("float", _float_product)):
+        try:
+            fn(a, w)
+        except (RuntimeError, AttributeError, NotImplementedError):
+            continue
+        t = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fn(a, w)
+            t.append(time.perf_counter() - t0)
+        best[name] = min(t)
+    return min(best, key=best.get)
 
 
 def int8_product(a8, w8):
-    """(S, K) x (K, N) int8 torch tensors -> int32 sums, exact: torch._int_mm where it runs,
-    else a float64 product of the same integers (every partial sum is an integer far below
-    2**53, so any summation order gives the same result)."""
+    """(S, K) x (K, N) int8 torch tensors -> int32 sums, exact: torch._int_mm where it runs and
+    is the faster, else a float product of the same integers (float32 while every partial sum
+    stays below 2**24, float64 beyond: any summation order gives the same result)."""
+    global _CPU_PRODUCT
     import torch
     if not FORCE_INT8_FALLBACK:
-        try:
-            return torch._int_mm(a8, w8)
-        except (RuntimeError, AttributeError, NotImplementedError):
-            pass
-    return torch.matmul(a8.double(), w8.double()).to(torch.int32)
+        if not a8.is_cuda and _CPU_PRODUCT is None:
+            _CPU_PRODUCT = _choose_cpu_product()
+        if a8.is_cuda or _CPU_PRODUCT == "int_mm":
+            try:
+                return torch._int_mm(a8, w8)
+            except (RuntimeError, AttributeError, NotImplementedError):
+                pass
+    return _float_product(a8, w8)
 
 
 def to_q7(a, ops):
