@@ -150,17 +150,6 @@ def _code(decode, hist, end, buf, bp, nxt, sm, t0, t1, th, w, apm1, apm2, mtab, 
         for k in range(4):
             h[k] = ((c4 & _MASKS[k]) + np.uint64(k + 1)) * _M2
         h[4] = (word * _M2 + pword) * _M2 + np.uint64(5)
-        for k in range(N_HASHED):                  # the byte's slots: emptied and claimed
-            # when their check byte differs (the helpers' array arguments would cost
-            # reference counting per call, so the kernel is written out in one function)
-            hx = h[k] * _GOLD
-            bk = k * tsize + (np.int64(hx >> shift) << 4)
-            chk = np.uint8((hx >> chk_shift) & np.uint64(255))
-            if th[bk] != chk:
-                for jj in range(1, 16):
-                    th[bk + jj] = 0
-                th[bk] = chk
-            base[k] = bk
         mbyte = np.int64(hist[mptr]) if mlen > 0 else -1
         mcls = 0
         if mlen > 0:
@@ -171,8 +160,23 @@ def _code(decode, hist, end, buf, bp, nxt, sm, t0, t1, th, w, apm1, apm2, mtab, 
         t1ctx = c1 << 8
         c = np.int64(hist[pos]) if not decode else np.int64(0)
         c0 = 1
-        j = 1
         for bit in range(8):
+            if bit == 0 or bit == 4:
+                # each nibble's slots (the high nibble's by context, the low one's by context
+                # and high nibble): emptied and claimed when their check byte differs. (Helper
+                # functions with array arguments would cost reference counting per call, so
+                # the kernel is written out in one function.)
+                salt = np.uint64(0) if bit == 0 else np.uint64(c0) * _GOLD
+                j = 1
+                for k in range(N_HASHED):
+                    hx = (h[k] + salt) * _GOLD
+                    bk = k * tsize + (np.int64(hx >> shift) << 4)
+                    chk = np.uint8((hx >> chk_shift) & np.uint64(255))
+                    if th[bk] != chk:
+                        for jj in range(1, 16):
+                            th[bk + jj] = 0
+                        th[bk] = chk
+                    base[k] = bk
             # inputs: each model's state, its map's probability, stretched
             s = np.int64(t0[c0])
             st[0] = s
@@ -267,17 +271,6 @@ def _code(decode, hist, end, buf, bp, nxt, sm, t0, t1, th, w, apm1, apm2, mtab, 
             apm2[b2 + tw] += ((y << 16) - apm2[b2 + tw]) >> apm_rate
             c0 = (c0 << 1) | y
             j = (j << 1) | y
-            if bit == 3:
-                j = 1
-                for k in range(N_HASHED):          # the low nibble's slots
-                    hx = (h[k] + np.uint64(c0) * _GOLD) * _GOLD
-                    bk = k * tsize + (np.int64(hx >> shift) << 4)
-                    chk = np.uint8((hx >> chk_shift) & np.uint64(255))
-                    if th[bk] != chk:
-                        for jj in range(1, 16):
-                            th[bk + jj] = 0
-                        th[bk] = chk
-                    base[k] = bk
         # the byte is known
         b = c0 & 255
         if decode:
