@@ -416,9 +416,11 @@ model_opt = click.option("--model", "-m", metavar="SPEC", default=None,
                          help=f"Predictor: a built-in context model (ctx1, ctx2) or order0, a "
                               f"model name, a model file, or an ensemble A+B; a final +cm adds "
                               f"the context-mixing stage (context models, match model, APM over "
-                              f"the bits), a final +match only the long-range match model; a "
-                              f"suffix :static, :de, :de-out or :de-full sets the FS-LSTM's "
-                              f"dynamic evaluation. "
+                              f"the bits), a final +match only the long-range match model; bcm "
+                              f"(level 1's binary context mixer) stands alone. Settings go in "
+                              f"brackets, e.g. ctx2[hash_bits=17]+cm[nibbles=1]. A suffix "
+                              f":static, :de, :de-out or :de-full sets the FS-LSTM's dynamic "
+                              f"evaluation. "
                               f"Instead of a level (-6 is {specs.DEFAULT_SPEC}). When decoding, the "
                               "file's own model is used; --model only says where to find its file.")
 device_opt = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
