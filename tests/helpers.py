@@ -102,3 +102,16 @@ def step_tables(net, streams):
         else:
             w.append(np.asarray(net.step(sym)))
     return np.stack(w, 1)
+
+
+def decode_with(blob: bytes, pred) -> bytes:
+    """A non-framed .nnc file decoded by the engine with the predictor given (not rebuilt from
+    its header)."""
+    import io
+    from nncompress import engine
+    from nncompress.format import container
+    src = io.BytesIO(blob)
+    h = container.read_header(src)
+    sink = io.BytesIO()
+    engine.decode_body(src, h, sink, pred)
+    return sink.getvalue()

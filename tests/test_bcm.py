@@ -6,10 +6,10 @@ import pytest
 
 import nncompress
 from nncompress import api, engine, levels
-from nncompress.errors import ChecksumError, FormatError, ModelError, NNCError
-from nncompress.format import container
+from nncompress.errors import FormatError, ModelError, NNCError
 from nncompress.predictors import bcm, registry
 from nncompress.predictors.bcm import BCM, NEXT, PAIRS, STATES
+from helpers import decode_with as _decode
 
 SMALL = {"hash_bits": 12, "match_bits": 12}
 
@@ -31,14 +31,6 @@ def _encode(data, pred, seg_steps=None):
     out = io.BytesIO()
     engine.encode(io.BytesIO(data), len(data), out, pred, 1, seg_steps)
     return out.getvalue()
-
-
-def _decode(blob, pred):
-    src = io.BytesIO(blob)
-    h = container.read_header(src)
-    sink = io.BytesIO()
-    engine.decode_body(src, h, sink, pred)
-    return sink.getvalue()
 
 
 def test_state_table_is_closed_and_counts_move():

@@ -9,6 +9,7 @@ from nncompress import engine
 from nncompress.format import container
 from nncompress.predictors.base import PredictorIdentity
 from nncompress.predictors.order0 import Order0
+from helpers import decode_with as _decode
 
 
 class Recorder:
@@ -36,14 +37,6 @@ def _encode(data, pred, s, seg_steps=None):
     out = io.BytesIO()
     stats = engine.encode(io.BytesIO(data), len(data), out, pred, s, seg_steps)
     return out.getvalue(), stats
-
-
-def _decode(blob, pred):
-    src = io.BytesIO(blob)
-    h = container.read_header(src)
-    sink = io.BytesIO()
-    engine.decode_body(src, h, sink, pred)
-    return sink.getvalue()
 
 
 @pytest.mark.parametrize("n,s,seg", [(10, 4, 1), (10, 4, 3), (17, 5, 4), (1, 1, 7), (100, 3, 1000)])
