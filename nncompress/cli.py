@@ -714,22 +714,30 @@ def info_cmd(files):
             _info_framed(path, fi)
             continue
         h = fi.header
-        model = ("built-in, no model file" if h.model_sha256 == bytes(32)
-                 else f"model sha256 {h.model_sha256.hex()}")
-        lv = levels.level_of(h)
-        click.echo(
-            f"{_esc(path)}:\n"
-            f"  format version   {h.version}\n"
-            f"  level            {f'-{lv}' if lv else 'none (a predictor chosen with --model)'}\n"
-            f"  predictor        {_esc(h.predictor_name)} ({model})\n"
-            f"  settings         {_esc(container.settings_bytes(h.settings).decode())}\n"
-            f"  coder            {container.CODER_NAMES[h.coder]}, {h.precision}-bit tables\n"
-            f"  streams          {h.n_streams}\n"
-            f"  segments         {fi.n_segments} of up to {h.segment_steps} steps\n"
-            f"  original size    {h.original_length}\n"
-            f"  compressed size  {fi.compressed_bytes}\n"
-            f"  bits per byte    {fi.bits_per_byte:.4f}")
+        click.echo("\n".join([
+            f"{_esc(path)}:",
+            f"  format version   {h.version}",
+            *_predictor_lines(h),
+            f"  streams          {h.n_streams}",
+            f"  segments         {fi.n_segments} of up to {h.segment_steps} steps",
+            f"  original size    {h.original_length}",
+            f"  compressed size  {fi.compressed_bytes}",
+            f"  bits per byte    {fi.bits_per_byte:.4f}"]))
     sys.exit(1 if failed else 0)
+
+
+def _predictor_lines(h) -> list[str]:
+    """`info`'s level, predictor, settings and coder lines of a header."""
+    model = ("built-in, no model file" if h.model_sha256 == bytes(32)
+             else f"model sha256 {h.model_sha256.hex()}")
+    lv = levels.level_of(h)
+    own = str(h.settings.get("arith", "")).startswith("bcm-")  # its own coder (predictors/bcm.py)
+    coder = ("bcm's own binary arithmetic coder, 12-bit probabilities" if own else
+             f"{container.CODER_NAMES[h.coder]}, {h.precision}-bit tables")
+    return [f"  level            {f'-{lv}' if lv else 'none (a predictor chosen with --model)'}",
+            f"  predictor        {_esc(h.predictor_name)} ({model})",
+            f"  settings         {_esc(container.settings_bytes(h.settings).decode())}",
+            f"  coder            {coder}"]
 
 
 def _info_framed(path: str, fi: "parallel.FramedInfo") -> None:
@@ -743,14 +751,8 @@ def _info_framed(path: str, fi: "parallel.FramedInfo") -> None:
                  f"{' / '.join(map(str, fi.frame_sizes))} bytes")
     if fi.first is not None:
         h = fi.first.header
-        model = ("built-in, no model file" if h.model_sha256 == bytes(32)
-                 else f"model sha256 {h.model_sha256.hex()}")
-        lv = levels.level_of(h)
         lines += [
-            f"  level            {f'-{lv}' if lv else 'none (a predictor chosen with --model)'}",
-            f"  predictor        {_esc(h.predictor_name)} ({model})",
-            f"  settings         {_esc(container.settings_bytes(h.settings).decode())}",
-            f"  coder            {container.CODER_NAMES[h.coder]}, {h.precision}-bit tables",
+            *_predictor_lines(h),
             f"  streams          {h.n_streams} in the first frame",
             f"  segments         {fi.n_segments} in all frames"]
     lines += [f"  original size    {fi.original_bytes}",

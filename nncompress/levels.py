@@ -28,6 +28,8 @@ FSLSTM = "fslstm-medium-v1"
 # FS-LSTM levels adapt within their first few hundred KB and code 1 MiB in one to ten minutes,
 # so 1 MiB frames still give many workers something to do.
 FRAME_BYTES = 1 << 20
+# stream_bytes of a level that codes every frame in one stream
+ONE_STREAM = 1 << 62
 CONTEXT_FRAME_BYTES = 4 << 20
 
 
@@ -43,9 +45,10 @@ class Level:
 
 
 LEVELS: dict[int, Level] = {lv.level: lv for lv in (
-    Level(1, "bcm", summary="binary context mixing, coding its own bits (fastest)",
-          frame_bytes=CONTEXT_FRAME_BYTES),
-    Level(2, "ctx1+match", summary="ctx1 refined by the long-range match model",
+    Level(1, "bcm", summary="binary context mixing, coding its own bits; inputs from 2 MiB "
+          "on in two streams on two threads (fastest)", frame_bytes=CONTEXT_FRAME_BYTES),
+    Level(2, "bcm[hash_bits=22]", stream_bytes=ONE_STREAM,
+          summary="bcm in one stream with 4x larger tables (about 0.5 GB)",
           frame_bytes=CONTEXT_FRAME_BYTES),
     Level(3, "ctx2+cm", summary="ctx2 refined by the context-mixing stage (no neural model)",
           frame_bytes=CONTEXT_FRAME_BYTES),

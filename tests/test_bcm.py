@@ -9,6 +9,7 @@ from nncompress import api, engine, levels
 from nncompress.errors import FormatError, ModelError, NNCError
 from nncompress.predictors import bcm, registry
 from nncompress.predictors.bcm import BCM, NEXT, PAIRS, STATES
+from nncompress.predictors.spec import build_predictor
 from helpers import decode_with as _decode
 
 SMALL = {"hash_bits": 12, "match_bits": 12}
@@ -27,9 +28,9 @@ def _texts():
     }
 
 
-def _encode(data, pred, seg_steps=None):
+def _encode(data, pred, seg_steps=None, streams=1):
     out = io.BytesIO()
-    engine.encode(io.BytesIO(data), len(data), out, pred, 1, seg_steps)
+    engine.encode(io.BytesIO(data), len(data), out, pred, streams, seg_steps)
     return out.getvalue()
 
 
@@ -82,11 +83,11 @@ def test_output_buffer_grows_without_changing_the_bytes(monkeypatch):
     data = _texts()["random"]
     p = BCM(**SMALL)
     p.start(1)
-    want = p.encode_segment(np.frombuffer(data, dtype=np.uint8))
+    want = p.encode_segment([np.frombuffer(data, dtype=np.uint8)])
     monkeypatch.setattr(bcm, "_first_room", lambda n: 2 * bcm._BYTE_ROOM)
     q = BCM(**SMALL)
     q.start(1)
-    assert q.encode_segment(np.frombuffer(data, dtype=np.uint8)) == want
+    assert q.encode_segment([np.frombuffer(data, dtype=np.uint8)]) == want
 
 
 def test_compresses_text_and_level_1_is_bcm():
@@ -113,11 +114,11 @@ def test_a_cut_segment_is_refused():
     data = _texts()["prose"]
     p = BCM(**SMALL)
     p.start(1)
-    words = p.encode_segment(np.frombuffer(data, dtype=np.uint8))
+    words = p.encode_segment([np.frombuffer(data, dtype=np.uint8)])
     q = BCM(**SMALL)
     q.start(1)
     with pytest.raises(FormatError, match="ends early"):
-        q.decode_segment(words[: len(words) // 2], len(data))
+        q.decode_segment(words[: len(words) // 2], [len(data)])
 
 
 @pytest.mark.parametrize("spec", ["bcm+ctx1", "ctx1+bcm", "bcm+cm", "bcm+match"])
@@ -134,6 +135,63 @@ def test_a_header_that_wraps_bcm_is_refused_before_anything_is_built():
         registry.check(ident.name, ident.model_sha256, ident.settings)
 
 
-def test_more_than_one_stream_is_refused():
-    with pytest.raises(ValueError, match="bcm, which codes one stream"):
-        api.compress(b"x" * 5000, model="bcm", streams=2)
+def test_at_most_two_streams():
+    with pytest.raises(ValueError, match="at most 2 streams"):
+        api.compress(b"x" * 5000, model="bcm", streams=3)
+
+
+@pytest.mark.parametrize("seg", [None, 900])
+def test_two_streams_on_one_or_two_threads_give_the_same_bytes(monkeypatch, seg):
+    """Each stream has its own model, so the bytes do not depend on how many threads code
+    them; a segment where only the first stream is left is coded as one."""
+    data = _texts()["prose"][:9001]
+    two = _encode(data, BCM(**SMALL), seg, streams=2)
+    assert _decode(two, BCM(**SMALL)) == data
+    monkeypatch.setattr(bcm, "usable_cores", lambda: 1)
+    assert _encode(data, BCM(**SMALL), seg, streams=2) == two
+    assert _decode(two, BCM(**SMALL)) == data
+    # two halves, each from an empty model, cost more than one stream
+    assert len(two) > len(_encode(data, BCM(**SMALL), seg))
+
+
+def test_two_stream_segments_are_two_messages_with_their_lengths_first():
+    rows = [np.frombuffer(t, dtype=np.uint8) for t in (b"first stream " * 50, b"second " * 80)]
+    p = BCM(**SMALL)
+    p.start(2)
+    words = p.encode_segment(rows)
+    a = BCM(**SMALL)
+    a.start(1)
+    first = a.encode_segment(rows[:1])
+    assert words[:4] == len(first).to_bytes(4, "little") and words[4:4 + len(first)] == first
+    q = BCM(**SMALL)
+    q.start(2)
+    back = q.decode_segment(words, [len(r) for r in rows])
+    assert [b.tobytes() for b in back] == [r.tobytes() for r in rows]
+    for bad in (b"\xff\xff\xff\x00" + words[4:], b"\x03\x00\x00\x00" + words[4:], words[:3]):
+        q = BCM(**SMALL)
+        q.start(2)
+        with pytest.raises(FormatError, match="bcm segment"):
+            q.decode_segment(bad, [len(r) for r in rows])
+
+
+def test_level_1_splits_large_inputs_in_two_streams_and_level_2_does_not():
+    pred = build_predictor(levels.get(1).spec)
+    lim = registry.stream_limits(pred)
+    assert levels.streams_for(levels.get(1), 3 << 20, lim.min_stream_len, lim.max_streams) == 2
+    assert levels.streams_for(levels.get(1), 1 << 20, lim.min_stream_len, lim.max_streams) == 1
+    pred2 = build_predictor(levels.get(2).spec)
+    assert pred2.identity.name == "bcm"
+    lim2 = registry.stream_limits(pred2)
+    assert levels.streams_for(levels.get(2), 4 << 20, lim2.min_stream_len, lim2.max_streams) == 1
+
+
+def test_info_names_the_coder_bcm_uses(tmp_path):
+    from click.testing import CliRunner
+
+    from nncompress.cli import main
+    f = tmp_path / "a.nnc"
+    f.write_bytes(api.compress(b"some text " * 50, level=1))
+    r = CliRunner().invoke(main, ["info", str(f)])
+    assert r.exit_code == 0, r.output
+    assert "bcm's own binary arithmetic coder" in r.output and "constriction" not in r.output
+    assert "level            -1" in r.output

@@ -78,9 +78,9 @@ class _Side:
         """Codes step t given the predictor's weights for its active streams (the side
         quantises them) and returns the step's symbols."""
 
-    def code_segment(self, predictor, n: int) -> None:
-        """Codes the whole segment (n bytes of the one stream) with a predictor that codes
-        its own segments."""
+    def code_segment(self, predictor, counts: list[int]) -> None:
+        """Codes the whole segment (counts[s] bytes of each active stream s) with a predictor
+        that codes its own segments."""
 
     def end(self, seg: int) -> None: ...
 
@@ -134,19 +134,19 @@ def codes_segments(predictor) -> bool:
 
 def _run_segments(predictor, lengths: list[int], segment_steps: int, side: _Side,
                   progress: Progress) -> int:
-    """The loop for a predictor that codes its own segments (one stream): the same segments
-    and records, each segment one call."""
-    if len(lengths) != 1:
-        raise ValueError(f"{predictor.identity.name} codes one stream, not {len(lengths)}")
-    predictor.start(1)
+    """The loop for a predictor that codes its own segments: the same segments and records,
+    each segment one call with the segment's bytes of every stream."""
+    predictor.start(len(lengths))
     n_seg = 0
     for t0, t1, active in segments(lengths, segment_steps):
-        side.begin(n_seg, t0, t1, t1 - t0)
-        side.code_segment(predictor, t1 - t0)
+        counts = [max(0, min(ln, t1) - t0) for ln in lengths]
+        counts = [k for k in counts if k]
+        side.begin(n_seg, t0, t1, sum(counts))
+        side.code_segment(predictor, counts)
         side.end(n_seg)
         n_seg += 1
         if progress is not None:
-            progress(t1 - t0)
+            progress(sum(counts))
     return n_seg
 
 
@@ -210,8 +210,9 @@ class _EncodeSide(_Side):
             self._flush()
         return symbols
 
-    def code_segment(self, predictor, n):
-        self.seg_words = predictor.encode_segment(self.block[0, :n])
+    def code_segment(self, predictor, counts):
+        rows = [self.block[s, :k] for s, k in enumerate(counts)]
+        self.seg_words = predictor.encode_segment(rows)
         self.ideal_bits += 8 * len(self.seg_words)
 
     def end(self, seg):
@@ -257,8 +258,9 @@ class _DecodeSide(_Side):
         self.block[: len(freq), t - self.t0] = symbols
         return symbols
 
-    def code_segment(self, predictor, n):
-        self.block[0, :n] = predictor.decode_segment(self.rec.words, n)
+    def code_segment(self, predictor, counts):
+        for s, row in enumerate(predictor.decode_segment(self.rec.words, counts)):
+            self.block[s, :counts[s]] = row
 
     def end(self, seg):
         if _segment_crc(self.block, self.lengths, self.t0, self.t1) != self.rec.data_crc:
