@@ -45,8 +45,8 @@ class Level:
 
 
 LEVELS: dict[int, Level] = {lv.level: lv for lv in (
-    Level(1, "bcm", summary="binary context mixing, coding its own bits; inputs from 2 MiB "
-          "on in two streams on two threads (fastest)", frame_bytes=CONTEXT_FRAME_BYTES),
+    Level(1, "bcm", summary="binary context mixing, 2 threads from 2 MiB on (fastest)",
+          frame_bytes=CONTEXT_FRAME_BYTES),
     Level(2, "bcm[hash_bits=22]", stream_bytes=ONE_STREAM,
           summary="bcm in one stream with 4x larger tables (about 0.5 GB)",
           frame_bytes=CONTEXT_FRAME_BYTES),
