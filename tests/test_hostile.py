@@ -312,7 +312,7 @@ def test_stream_limits_follow_the_predictors():
     assert registry.check_header("ctx1", bytes(32), {}).stream_limits().cap == limits.MAX_STREAMS
     assert sorted(registry.builtin_names()) == ["bcm", "ctx1", "ctx2", "order0"]
     assert registry.check_header("bcm", bytes(32), {"arith": "bcm-v1"}).stream_limits().cap == 2
-    assert sorted(registry.stage_names()) == ["cm", "match"]
+    assert sorted(registry.stage_names()) == ["bmix", "cm", "match"]
 
 
 @pytest.mark.parametrize("name", GOLDEN)

@@ -72,6 +72,8 @@ def segments(lengths: list[int], segment_steps: int):
 class _Side:
     """Supplies the bytes of each step: from the input (encoder) or from the decoder."""
 
+    bits = None     # a predictor that codes each step's bytes itself (codes_bits), or None
+
     def begin(self, seg: int, t0: int, t1: int, n_symbols: int) -> None: ...
 
     def code(self, t: int, weights: np.ndarray) -> np.ndarray:
@@ -108,6 +110,9 @@ def run(predictor: Predictor, lengths: list[int], segment_steps: int, side: _Sid
         return 0
     if codes_segments(predictor):
         return _run_segments(predictor, lengths, segment_steps, side, progress)
+    if codes_bits(predictor):
+        predictor.layout(lengths)
+        side.bits = predictor
     weights = predictor.start(n_streams)
     n_seg = 0
     for t0, t1, active in segments(lengths, segment_steps):
@@ -130,6 +135,13 @@ def codes_segments(predictor) -> bool:
     """Whether the predictor codes whole segments itself (predictors/bcm.py) instead of handing
     the engine weights per step."""
     return bool(getattr(predictor, "CODES_SEGMENTS", False))
+
+
+def codes_bits(predictor) -> bool:
+    """Whether the predictor codes each step's bytes itself (predictors/bmix.py): the engine
+    steps it as usual, and the sides hand it the weights of each step to code with instead of
+    quantising them."""
+    return bool(getattr(predictor, "CODES_BITS", False))
 
 
 def _run_segments(predictor, lengths: list[int], segment_steps: int, side: _Side,
@@ -181,7 +193,10 @@ class _EncodeSide(_Side):
                 self.block[s, :k] = np.frombuffer(b, dtype=np.uint8)
         if self.coder is not None:
             self.coder.begin()
-        self.enc = None if self.measure_only or self.coder else coding.SegmentEncoder()
+        if self.bits is not None:
+            self.bits.begin_segment()
+        self.enc = None if (self.measure_only or self.coder or self.bits) else \
+            coding.SegmentEncoder()
         self.pend_sym: list[np.ndarray] = []
         self.pend_freq: list[np.ndarray] = []
         self.pend_rows = 0
@@ -199,6 +214,9 @@ class _EncodeSide(_Side):
 
     def code(self, t, weights):
         symbols = self.block[: len(weights), t - self.t0].astype(np.int64)
+        if self.bits is not None:
+            self.bits.encode_step(t, symbols, weights)
+            return symbols
         if self.coder is not None:
             self.coder.code(symbols, weights)
             return symbols
@@ -216,6 +234,9 @@ class _EncodeSide(_Side):
         self.ideal_bits += 8 * len(self.seg_words)
 
     def end(self, seg):
+        if self.bits is not None:
+            self.seg_words = self.bits.end_segment()
+            self.ideal_bits += 8 * len(self.seg_words)
         if self.seg_words is not None:
             if self.measure_only:
                 return
@@ -244,10 +265,17 @@ class _DecodeSide(_Side):
         if not isinstance(rec, container.SegmentRecord):
             raise FormatError("corrupt .nnc data (end record before the last segment)")
         self.rec, self.t0, self.t1 = rec, t0, t1
-        self.dec = coding.SegmentDecoder(np.frombuffer(rec.words, dtype="<u4"))
+        if self.bits is not None:
+            self.bits.begin_segment(rec.words)
+        else:
+            self.dec = coding.SegmentDecoder(np.frombuffer(rec.words, dtype="<u4"))
         self.block = np.zeros((len(self.lengths), t1 - t0), dtype=np.uint8)
 
     def code(self, t, weights):
+        if self.bits is not None:
+            symbols = self.bits.decode_step(t, weights)
+            self.block[: len(symbols), t - self.t0] = symbols
+            return symbols
         freq = coding.quantize(weights)
         try:
             symbols = self.dec.decode(freq)
@@ -263,6 +291,8 @@ class _DecodeSide(_Side):
             self.block[s, :counts[s]] = row
 
     def end(self, seg):
+        if self.bits is not None:
+            self.bits.end_segment()
         if _segment_crc(self.block, self.lengths, self.t0, self.t1) != self.rec.data_crc:
             raise ChecksumError(f"decoded data of segment {seg} fails its CRC: the file is corrupt "
                                 "or the predictor differs from the one that wrote it")
@@ -294,7 +324,7 @@ def encode(src: BinaryIO, n: int, out: BinaryIO, predictor: Predictor, n_streams
     out.write(head)
     lengths = header.stream_lengths()
     coder = None
-    if codes_segments(predictor):
+    if codes_segments(predictor) or codes_bits(predictor):
         coder_process = False
     if coder_process if coder_process is not None else use_coder_process(n):
         from .coder_process import CoderProcess

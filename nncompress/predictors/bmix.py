@@ -1,0 +1,457 @@
+"""BMixStage: binary context mixing over any predictor, coding its own bits (stage ``bmix``).
+
+The byte-level stages (cm, match) hand the engine 256 weights per byte, which the engine
+quantises and range-codes; refining all 255 nodes of a byte's bit tree that way costs hundreds
+of operations per byte. This stage instead codes each byte as 8 binary decisions (most
+significant bit first) with its own binary arithmetic coder, like bcm (predictors/bcm.py), and
+takes the wrapped predictor's byte distribution as one input of its mixer: at each bit, the
+distribution summed over the two subtrees of the node gives P(bit = 1). Only the 8 nodes on the
+coded byte's path are visited. Arithmetic tag ``bmix-v1``: any change of what follows needs a
+new tag.
+
+The engine runs it in its lockstep loop (the wrapped predictor is stepped once per step for all
+streams, as usual); each step is one compiled call (``_step``, numba) that codes the active
+streams' bytes in stream order, all into one coder message per segment. Every table is shared by
+the streams (each stream keeps its own context hashes, word, column and match); the processing
+order is fixed (step by step, stream by stream), so encoder and decoder see the same tables.
+Per bit:
+
+- the wrapped predictor: stretch(P(bit = 1)) from its integer weights (exact cumulative sums,
+  floor division to Q12);
+- 14 context models, each a table of bit-history states (bcm's state machine, one byte per node)
+  turned into probabilities by adaptive maps (bcm's StateMap): order 0 and order 1 (direct
+  tables), and in hashed tables of 16-byte slots (a check byte and the 15 nodes of a nibble)
+  orders 2, 3, 4, 5, 6 and 8, the current word with the previous one and with the previous byte
+  (letters case-folded, bytes >= 128 counted as letters, so UTF-8 words of any alphabet count),
+  two sparse contexts (bytes 2-3 back, bytes 3-5 back), bytes 2 and 4 back, and the column
+  (bytes since the last newline, up to 255) with the previous byte;
+- a match model: the last MATCH_MIN bytes of the stream are hashed into a shared table of
+  positions; a candidate (in any stream) is verified backwards and predicts the byte that
+  followed, with a strength learnt per match length. A position is used only once it has been
+  coded (the ``known`` rule of the lockstep order), and the history is filled as bytes are coded,
+  on both sides alike;
+- two logistic mixers (lpaq-style; weights Q16, error Q12), one choosing its weight set by the
+  match state and the partial byte, the other by the wrapped predictor's confidence (16 classes
+  of its stretched probability) and the partial byte, averaged in the stretch domain;
+- two APMs (by order 1, by hashed order 2), averaged with the mixer: (2 p + 3 a1 + 3 a2) / 8;
+- bcm's 32-bit binary arithmetic coder, 12-bit probabilities, one message per segment.
+
+The mixer starts with weight 0.6 on the wrapped predictor and 0.1 on each other input. All
+integer arithmetic (int64), so the bits are the same on every machine and thread count.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from numba import njit
+
+from ..errors import FormatError
+from . import kernels, schema
+from .base import Stage, stage_identity
+from .bcm import (APM2_BITS, APM_INIT, MATCH_MIN, MATCH_VERIFY, NEXT, RATE, SM_INIT, STATES,
+                  _GOLD, _M2, _M32, _MASKS)
+from .cm import SQUASH, STRETCH
+
+ARITH = "bmix-v1"
+SETTINGS = schema.Schema({
+    "hash_bits": schema.integer(12, 24, 20),    # log2 slots (16 bytes) per hashed context
+    "match_bits": schema.integer(12, 24, 22),   # log2 entries of the match model's table
+    "limit": schema.integer(1, 1023, 255),      # adaptive maps' counts stop here
+    "lr": schema.integer(1, 64, 6),             # mixer learning rate, in units of 2**-14
+    "apm_rate": schema.integer(2, 12, 7),
+})
+
+N_HASHED = 12
+I_MATCH = 2 + N_HASHED       # inputs: orders 0 and 1, the hashed ones, the match model,
+I_INNER = I_MATCH + 1        # the wrapped predictor
+N_W = I_INNER + 2            # and the bias
+N_CONF = 16                  # classes of the wrapped predictor's confidence (second mixer)
+MATCH_MAX = 65535
+W_INIT = (1 << 16) // 10
+W_INIT_INNER = (1 << 16) * 6 // 10
+FINAL_INIT = (1 << 16) // 3     # the final mixer starts as the mean of the three
+FINAL_LR = 2
+# V: each stream's scalars
+_HIST, _WORD, _PWORD, _MPTR, _MLEN, _COL, _TAG, _TSTATE = range(8)
+_N_V = 8
+# C: the coder's state
+_X1, _X2, _X, _BP = range(4)
+# A byte's code takes at most 32 bytes (4 per bit), the flush 4 more.
+_BYTE_ROOM = 40
+_U = np.uint64
+
+
+@njit(cache=True, nogil=True)
+def _step(decode, t, a, W, syms, hist, span, n, buf, C, V, nxt, sm, t0, t1, th, w, w2, w3,
+          wf, apm1, apm2, mtab, squash_t, stretch_t, hash_bits, match_bits, limit, lr, apm_rate):
+    """Codes step t of the first a streams: the byte at offset t of each, given the wrapped
+    predictor's weights W[k] for stream k. Encoding reads syms[k] and writes the code into buf;
+    decoding reads buf and writes syms[k]. Either way the byte goes into hist (the frame's
+    bytes at their positions, filled as they are coded). C holds the coder's state and the
+    position in buf; the caller leaves room for _BYTE_ROOM bytes per stream."""
+    shift = np.uint64(64 - hash_bits)
+    chk_shift = np.uint64(56 - hash_bits)
+    mshift = np.uint64(64 - match_bits)
+    tsize = np.int64(16) << hash_bits
+    x1 = C[_X1]
+    x2 = C[_X2]
+    x = C[_X]
+    bp = C[_BP]
+    nbuf = buf.shape[0]
+    h = np.empty(N_HASHED, np.uint64)
+    base = np.empty(N_HASHED, np.int64)
+    st = np.empty(I_INNER, np.int64)
+    xs = np.empty(N_W, np.int64)
+    cum = np.empty(257, np.int64)
+    for s in range(a):
+        pos = s * span + t
+        c4 = np.uint64(V[s, _HIST])
+        word = np.uint64(V[s, _WORD])
+        pword = np.uint64(V[s, _PWORD])
+        mptr = V[s, _MPTR]
+        mlen = V[s, _MLEN]
+        col = V[s, _COL]
+        tag = np.uint64(V[s, _TAG])
+        tstate = V[s, _TSTATE]
+        # the match model: a continued match only where its next byte is coded already
+        if mlen > 0:
+            o = mptr % span
+            if not (mptr < n and (o < t or (o == t and mptr // span < s))):
+                mlen = 0
+        if t >= MATCH_MIN:
+            hm = np.int64(((c4 & _MASKS[3]) * _GOLD) >> mshift)
+            if mlen == 0:
+                cand = mtab[_U(hm)]
+                if cand > 0:
+                    lo_c = (cand // span) * span
+                    lo_p = s * span
+                    ln = 0
+                    while ln < MATCH_VERIFY and cand - 1 - ln >= lo_c and \
+                            pos - 1 - ln >= lo_p and \
+                            hist[_U(cand - 1 - ln)] == hist[_U(pos - 1 - ln)]:
+                        ln += 1
+                    if ln >= MATCH_MIN:
+                        mlen = ln
+                        mptr = cand
+            mtab[_U(hm)] = pos
+        cum[0] = 0
+        for k in range(256):
+            cum[k + 1] = cum[k] + W[s, k]
+        c1 = np.int64(c4 & np.uint64(255))
+        c2 = np.int64((c4 >> np.uint64(8)) & np.uint64(255))
+        for k in range(4):
+            h[k] = ((c4 & _MASKS[k]) + np.uint64(k + 1)) * _M2
+        h[4] = (word * _M2 + pword) * _M2 + np.uint64(5)
+        h[5] = ((c4 & np.uint64(0xFFFFFFFFFF)) + np.uint64(6)) * _M2
+        h[6] = (c4 + np.uint64(7)) * _M2 * _GOLD + np.uint64(7)
+        h[7] = (((c4 >> np.uint64(8)) & np.uint64(0xFFFF)) + np.uint64(8)) * _M2
+        h[8] = (((c4 >> np.uint64(16)) & np.uint64(0xFFFFFF)) + np.uint64(9)) * _M2
+        h[9] = (word * _M2 + np.uint64(c1)) * _M2 + np.uint64(10)
+        h[10] = (tag * _M2 + np.uint64(tstate * 256 + c1) + np.uint64(11)) * _M2
+        h[11] = (np.uint64(col if col < 255 else 255) * np.uint64(256) + np.uint64(c1)
+                 + np.uint64(12)) * _M2 * _GOLD
+        mbyte = np.int64(hist[_U(mptr)]) if mlen > 0 else -1
+        mcls = 0
+        if mlen > 0:
+            mcls = 1 if mlen < 16 else 2
+        a1ctx = c1 << 8
+        a2ctx = np.int64(((np.uint64(c1 | (c2 << 8)) + np.uint64(1)) * _GOLD)
+                         >> np.uint64(64 - APM2_BITS)) << 8
+        c = syms[s] if not decode else np.int64(0)
+        c0 = 1
+        j = 1
+        for bit in range(8):
+            if bit == 0 or bit == 4:
+                salt = np.uint64(0) if bit == 0 else np.uint64(c0) * _GOLD
+                j = 1
+                for k in range(N_HASHED):
+                    hx = (h[_U(k)] + salt) * _GOLD
+                    bk = k * tsize + (np.int64(hx >> shift) << 4)
+                    chk = np.uint8((hx >> chk_shift) & np.uint64(255))
+                    if th[_U(bk)] != chk:
+                        for jj in range(1, 16):
+                            th[_U(bk + jj)] = 0
+                        th[_U(bk)] = chk
+                    base[_U(k)] = bk
+            sv = np.int64(t0[_U(c0)])
+            st[0] = sv
+            xs[0] = stretch_t[_U(sm[_U(sv)] >> 20)]
+            sv = np.int64(t1[_U(a1ctx | c0)]) + 256
+            st[1] = sv
+            xs[1] = stretch_t[_U(sm[_U(sv)] >> 20)]
+            for k in range(N_HASHED):
+                sv = np.int64(th[_U(base[k] + j)]) + (k + 2) * 256
+                st[_U(2 + k)] = sv
+                xs[_U(2 + k)] = stretch_t[_U(sm[_U(sv)] >> 20)]
+            expect = -1
+            if mbyte >= 0:
+                expect = (mbyte >> (7 - bit)) & 1
+                ml = mlen if mlen < 15 else 15
+                sv = 2 * ml + expect + I_MATCH * 256
+                st[I_MATCH] = sv
+                xs[I_MATCH] = stretch_t[_U(sm[_U(sv)] >> 20)]
+            else:
+                xs[I_MATCH] = 0
+            # the wrapped predictor: P(bit = 1) at this node from its cumulative weights
+            lo = (c0 - (1 << bit)) << (8 - bit)
+            mid = lo + (1 << (7 - bit))
+            hi = lo + (2 << (7 - bit))
+            den = cum[_U(hi)] - cum[_U(lo)]
+            pl = ((cum[_U(hi)] - cum[_U(mid)]) << 12) // den if den > 0 else 2048
+            if pl < 1:
+                pl = 1
+            elif pl > 4095:
+                pl = 4095
+            xl = stretch_t[_U(pl)]
+            xs[I_INNER] = xl
+            xs[I_INNER + 1] = 256
+            # three mixers, then a mixer of their outputs
+            ws = (mcls * 256 + c0) * N_W
+            ws2 = (((xl + 2048) >> 8) * 256 + c0) * N_W
+            ws3 = (c1 * 256 + c0) * N_W
+            dot = np.int64(0)
+            dot2 = np.int64(0)
+            dot3 = np.int64(0)
+            for i in range(N_W):
+                xi = xs[_U(i)]
+                dot += xi * w[_U(ws + i)]
+                dot2 += xi * w2[_U(ws2 + i)]
+                dot3 += xi * w3[_U(ws3 + i)]
+            dot = min(2047, max(-2047, dot >> 16))
+            dot2 = min(2047, max(-2047, dot2 >> 16))
+            dot3 = min(2047, max(-2047, dot3 >> 16))
+            wfs = (mcls * 256 + c0) * 4
+            dotf = (dot * wf[_U(wfs)] + dot2 * wf[_U(wfs + 1)] + dot3 * wf[_U(wfs + 2)]
+                    + 256 * wf[_U(wfs + 3)]) >> 16
+            dotf = min(2047, max(-2047, dotf))
+            pm = squash_t[_U(dotf + 2047)]
+            # APMs
+            sp = stretch_t[_U(pm)] + 2048
+            lo_a = sp >> 7
+            wt = sp & 127
+            b1 = (a1ctx | c0) * 33 + lo_a
+            pa1 = (np.int64(apm1[_U(b1)]) * (128 - wt) + np.int64(apm1[_U(b1 + 1)]) * wt) >> 11
+            b2 = (a2ctx | c0) * 33 + lo_a
+            pa2 = (np.int64(apm2[_U(b2)]) * (128 - wt) + np.int64(apm2[_U(b2 + 1)]) * wt) >> 11
+            p = (2 * pm + 3 * pa1 + 3 * pa2) >> 3
+            if p < 1:
+                p = 1
+            elif p > 4095:
+                p = 4095
+            # code the bit
+            xmid = x1 + ((x2 - x1) >> 12) * p
+            if decode:
+                y = 1 if x <= xmid else 0
+            else:
+                y = (c >> (7 - bit)) & 1
+            if y:
+                x2 = xmid
+            else:
+                x1 = xmid + 1
+            while ((x1 ^ x2) & 0xFF000000) == 0:
+                if decode:
+                    x = ((x << 8) & _M32) | (np.int64(buf[_U(bp)]) if bp < nbuf else 0)
+                else:
+                    buf[_U(bp)] = np.uint8(x2 >> 24)
+                bp += 1
+                x1 = (x1 << 8) & _M32
+                x2 = ((x2 << 8) & _M32) | 255
+            # learn
+            err = ((y << 12) - pm) * FINAL_LR
+            wf[_U(wfs)] += (dot * err) >> 14
+            wf[_U(wfs + 1)] += (dot2 * err) >> 14
+            wf[_U(wfs + 2)] += (dot3 * err) >> 14
+            wf[_U(wfs + 3)] += (256 * err) >> 14
+            err = ((y << 12) - squash_t[_U(dot + 2047)]) * lr
+            err2 = ((y << 12) - squash_t[_U(dot2 + 2047)]) * lr
+            err3 = ((y << 12) - squash_t[_U(dot3 + 2047)]) * lr
+            for i in range(N_W):
+                xi = xs[_U(i)]
+                w[_U(ws + i)] += (xi * err) >> 14
+                w2[_U(ws2 + i)] += (xi * err2) >> 14
+                w3[_U(ws3 + i)] += (xi * err3) >> 14
+            for i in range(2 + N_HASHED):
+                si = st[_U(i)]
+                tv = sm[_U(si)]
+                cn = tv & 1023
+                pv = tv >> 10
+                pv += (((y << 22) - pv) * RATE[_U(cn)]) >> 16
+                sm[_U(si)] = (pv << 10) | (cn + 1 if cn < limit else cn)
+            t0[_U(c0)] = nxt[st[0], y]
+            t1[_U(a1ctx | c0)] = nxt[st[1] - 256, y]
+            for k in range(N_HASHED):
+                th[_U(base[k] + j)] = nxt[st[2 + k] - (k + 2) * 256, y]
+            if expect >= 0:
+                si = st[I_MATCH]
+                tv = sm[_U(si)]
+                cn = tv & 1023
+                pv = tv >> 10
+                pv += (((y << 22) - pv) * RATE[_U(cn)]) >> 16
+                sm[_U(si)] = (pv << 10) | (cn + 1 if cn < limit else cn)
+                if expect != y:
+                    mbyte = -1
+            tw = 1 if wt >= 64 else 0
+            apm1[_U(b1 + tw)] += ((y << 16) - apm1[_U(b1 + tw)]) >> apm_rate
+            apm2[_U(b2 + tw)] += ((y << 16) - apm2[_U(b2 + tw)]) >> apm_rate
+            c0 = (c0 << 1) | y
+            j = (j << 1) | y
+        # the byte is known
+        b = c0 & 255
+        syms[s] = b
+        hist[_U(pos)] = b
+        c4 = (c4 << np.uint64(8)) | np.uint64(b)
+        if b >= 128 or (b >= 97 and b <= 122) or (b >= 65 and b <= 90):
+            lower = b + 32 if (b >= 65 and b <= 90) else b
+            word = (word + np.uint64(lower + 1)) * _GOLD
+        elif word != np.uint64(0):
+            pword = word
+            word = np.uint64(0)
+        col = 0 if b == 10 else col + 1
+        if b == 60:                               # '<': a tag name follows
+            tag = np.uint64(0)
+            tstate = 1
+        elif tstate == 1:
+            if (b >= 97 and b <= 122) or (b >= 65 and b <= 90) or (b >= 48 and b <= 58) or \
+                    b == 47 or b == 45:
+                tag = (tag + np.uint64(b + 1)) * _GOLD
+            else:
+                tstate = 2 if b != 62 else 0
+        elif tstate == 2 and b == 62:
+            tstate = 0
+        if mlen > 0 and np.int64(hist[_U(mptr)]) == b:
+            mlen = mlen + 1 if mlen < MATCH_MAX else mlen
+            mptr += 1
+        else:
+            mlen = 0
+        V[s, _HIST] = np.int64(c4)
+        V[s, _WORD] = np.int64(word)
+        V[s, _PWORD] = np.int64(pword)
+        V[s, _MPTR] = mptr
+        V[s, _MLEN] = mlen
+        V[s, _COL] = col
+        V[s, _TAG] = np.int64(tag)
+        V[s, _TSTATE] = tstate
+    C[_X1] = x1
+    C[_X2] = x2
+    C[_X] = x
+    C[_BP] = bp
+
+
+class BMixStage(Stage):
+    NAMES = ("bmix",)
+    ARITH = ARITH
+    SETTINGS = SETTINGS
+    CHILDREN = "inner"
+    ARITH_REFUSED = "this file's {name} stage is not understood by this version of nncompress"
+    # the engine steps the wrapped predictor and hands this stage each step's weights and bytes
+    # (layout, begin_segment, encode_step / decode_step, end_segment) instead of coding weights
+    CODES_BITS = True
+
+    def __init__(self, inner, name: str = "bmix", **settings) -> None:
+        cfg = self.check_settings(name, settings)
+        self.inner = inner
+        self.cfg = cfg
+        self.identity = stage_identity(name, inner, {**cfg, "arith": ARITH})
+        self._lengths: Optional[list] = None
+
+    @classmethod
+    def table_bytes(cls, settings: dict) -> int:
+        return (N_HASHED * (16 << settings["hash_bits"]) + 8 * (1 << settings["match_bits"])
+                + 4 * 33 * ((1 << 16) + (1 << (APM2_BITS + 8)))
+                + 8 * N_W * 256 * (3 + N_CONF + 256) + 8 * I_INNER * 256 + (1 << 16))
+
+    # -- the engine's calls ------------------------------------------------------------------
+    def layout(self, lengths: list) -> None:
+        """The frame's stream lengths (the engine calls this before start)."""
+        self._lengths = [int(x) for x in lengths]
+
+    def start(self, n_streams: int) -> np.ndarray:
+        if self._lengths is None or len(self._lengths) != n_streams:
+            raise RuntimeError("layout(lengths) first, with one length per stream")
+        cfg = self.cfg
+        self.span = self._lengths[0]
+        self.n = sum(self._lengths)
+        sm = np.zeros((I_INNER, 256), dtype=np.int64)
+        sm[:, :STATES] = SM_INIT << 16          # probability in Q22, count 0
+        sm[I_MATCH, :] = 1 << 31                # the match model's map: 1/2
+        w = np.zeros((3 * 256, N_W), dtype=np.int64)
+        w[:, :I_INNER + 1] = W_INIT
+        w[:, I_INNER] = W_INIT_INNER
+        self.t = dict(
+            nxt=NEXT, sm=sm.reshape(-1),
+            t0=np.zeros(256, dtype=np.uint8), t1=np.zeros(1 << 16, dtype=np.uint8),
+            th=kernels.lazy_zeros(N_HASHED * (16 << cfg["hash_bits"]), np.uint8),
+            w=w.reshape(-1), w2=np.tile(w[0], N_CONF * 256), w3=np.tile(w[0], 1 << 16),
+            wf=np.tile(np.array([FINAL_INIT] * 3 + [0], dtype=np.int64), 3 * 256),
+            apm1=np.tile(APM_INIT.astype(np.int32), 1 << 16),
+            apm2=np.tile(APM_INIT.astype(np.int32), 1 << (APM2_BITS + 8)),
+            mtab=kernels.lazy_zeros(1 << cfg["match_bits"], np.int64))
+        self.V = np.zeros((n_streams, _N_V), dtype=np.int64)
+        self.hist = np.zeros(self.n, dtype=np.uint8)
+        self.C = np.zeros(4, dtype=np.int64)
+        self._syms = np.zeros(n_streams, dtype=np.int64)
+        self.buf = None
+        return self.inner.start(n_streams)
+
+    def step(self, symbols: np.ndarray) -> np.ndarray:
+        """Steps the wrapped predictor (the engine calls this after each coded step)."""
+        return self.inner.step(symbols)
+
+    def begin_segment(self, words: Optional[bytes] = None) -> None:
+        """A fresh coder: for encoding (words None) or for decoding the segment's words."""
+        self.C[:] = (0, _M32, 0, 0)
+        self.decoding = words is not None
+        if self.decoding:
+            self.buf = np.frombuffer(words, dtype=np.uint8).copy()
+            x = 0
+            for i in range(4):
+                x = (x << 8) | (int(self.buf[i]) if i < len(self.buf) else 0)
+            self.C[_X], self.C[_BP] = x, 4
+        else:
+            self.buf = np.zeros(1 << 16, dtype=np.uint8)
+
+    def _run(self, decode: bool, t: int, weights: np.ndarray) -> None:
+        a = len(weights)
+        if a > len(self._syms) or t >= self.span:
+            raise ValueError(f"step {t} of {a} streams does not fit the layout")
+        W = np.ascontiguousarray(weights, dtype=np.int64)
+        cfg, tb = self.cfg, self.t
+        _step(decode, t, a, W, self._syms, self.hist, self.span, self.n, self.buf, self.C,
+              self.V, tb["nxt"], tb["sm"], tb["t0"], tb["t1"], tb["th"], tb["w"], tb["w2"],
+              tb["w3"], tb["wf"], tb["apm1"], tb["apm2"], tb["mtab"], SQUASH, STRETCH, cfg["hash_bits"],
+              cfg["match_bits"], cfg["limit"], cfg["lr"], cfg["apm_rate"])
+
+    def encode_step(self, t: int, symbols: np.ndarray, weights: np.ndarray) -> None:
+        """Codes the bytes of step t (symbols[k] for stream k) given the wrapped predictor's
+        weights for them."""
+        a = len(weights)
+        need = int(self.C[_BP]) + _BYTE_ROOM * a + 8
+        if need > len(self.buf):
+            grown = np.zeros(max(2 * len(self.buf), need), dtype=np.uint8)
+            grown[:len(self.buf)] = self.buf
+            self.buf = grown
+        self._syms[:a] = symbols
+        self._run(False, t, weights)
+
+    def decode_step(self, t: int, weights: np.ndarray) -> np.ndarray:
+        """Decodes and returns the bytes of step t, one per row of weights."""
+        self._run(True, t, weights)
+        if self.C[_BP] > len(self.buf) + 4:
+            raise FormatError("corrupt .nnc data (a bmix segment ends early)")
+        return self._syms[:len(weights)].copy()
+
+    def end_segment(self) -> Optional[bytes]:
+        """Encoding: the segment's words (the flushed message, padded to 4 bytes). Decoding:
+        None, after checking that the message was not read past its end."""
+        if self.decoding:
+            if self.C[_BP] > len(self.buf) + 4:
+                raise FormatError("corrupt .nnc data (a bmix segment ends early)")
+            return None
+        x1, bp, buf = int(self.C[_X1]), int(self.C[_BP]), self.buf
+        for _ in range(4):
+            buf[bp] = x1 >> 24
+            bp += 1
+            x1 = (x1 << 8) & _M32
+        bp += (-bp) % 4
+        return buf[:bp].tobytes()
