@@ -414,9 +414,10 @@ def _same_file(a: str, b: Optional[Path]) -> bool:
 
 model_opt = click.option("--model", "-m", metavar="SPEC", default=None,
                          help=f"Predictor: a built-in context model (ctx1, ctx2) or order0, a "
-                              f"model name, a model file, or an ensemble A+B; a final +cm adds "
-                              f"the context-mixing stage (context models, match model, APM over "
-                              f"the bits), a final +match only the long-range match model; bcm "
+                              f"model name, a model file, or an ensemble A+B; a final +bmix adds "
+                              f"the binary context-mixing stage that codes its own bits (the "
+                              f"default's), +cm the byte-level context-mixing stage, +match "
+                              f"only the long-range match model; bcm "
                               f"(level 1's binary context mixer) stands alone. Settings go in "
                               f"brackets, e.g. ctx2[hash_bits=17]+cm[nibbles=1]. A suffix "
                               f":static, :de, :de-out or :de-full sets the FS-LSTM's dynamic "
@@ -731,8 +732,9 @@ def _predictor_lines(h) -> list[str]:
     model = ("built-in, no model file" if h.model_sha256 == bytes(32)
              else f"model sha256 {h.model_sha256.hex()}")
     lv = levels.level_of(h)
-    own = str(h.settings.get("arith", "")).startswith("bcm-")  # its own coder (predictors/bcm.py)
-    coder = ("bcm's own binary arithmetic coder, 12-bit probabilities" if own else
+    arith = str(h.settings.get("arith", ""))
+    own = arith.split("-")[0] if arith.startswith(("bcm-", "bmix-")) else None  # its own coder
+    coder = (f"{own}'s own binary arithmetic coder, 12-bit probabilities" if own else
              f"{container.CODER_NAMES[h.coder]}, {h.precision}-bit tables")
     return [f"  level            {f'-{lv}' if lv else 'none (a predictor chosen with --model)'}",
             f"  predictor        {_esc(h.predictor_name)} ({model})",

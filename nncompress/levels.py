@@ -5,13 +5,16 @@ model hash, every setting, the stream count), so decoding never needs to know th
 level's preset may change between releases without breaking a single old file. `info` names the
 level whose preset matches a file's predictor and stream count, if any (level_of).
 
-Lower levels spend less time per byte. Levels 4 to 6 run the medium FS-LSTM in the int8
-arithmetic (exact-i8-v1: integer products on the CPU's int8 units, no dynamic evaluation), mixed
-with ctx1 (4) or ctx2 (5, 6); the default, level 6, refines the mix with the cm stage (with the
-match stage instead, the mix lost 0.1-0.7% on 100 KB texts, so no level uses it). Levels 7 to 9 run the same
-network in the int16 arithmetic (exact-v1) so that it can keep learning while it codes (dynamic
-evaluation of the output layer at 7, of every weight at 8 and 9), at a fraction of the speed;
-level 9 also gives each stream more text.
+Lower levels spend less time per byte. Level 3 puts ctx1 under the bmix stage (binary context
+mixing that codes its own bits, predictors/bmix.py). Levels 4 to 6 run the medium FS-LSTM in the
+int8 arithmetic (exact-i8-v1: integer products on the CPU's int8 units, no dynamic evaluation):
+mixed with ctx1 (4) or ctx2 (5), and, at the default, level 6, under the bmix stage, whose own
+context models, match model and mixers take the place of the ensemble's (on 200 KB of four kinds
+of text it wrote 0.1% more to 0.8% less than the earlier default, ctx2 and the byte-level cm stage,
+in about two thirds of the time). Levels 7 to 9 run the same network in the int16 arithmetic
+(exact-v1) so that it can keep learning while it codes (dynamic evaluation of the output layer at
+7, of every weight at 8 and 9), at a fraction of the speed; level 9 also gives each stream more
+text.
 """
 from __future__ import annotations
 
@@ -50,14 +53,14 @@ LEVELS: dict[int, Level] = {lv.level: lv for lv in (
     Level(2, "bcm[hash_bits=22]", stream_bytes=ONE_STREAM,
           summary="bcm in one stream with 4x larger tables (about 0.5 GB)",
           frame_bytes=CONTEXT_FRAME_BYTES),
-    Level(3, "ctx2+cm", summary="ctx2 refined by the context-mixing stage (no neural model)",
+    Level(3, "ctx1+bmix", summary="ctx1 under the binary context-mixing stage (no neural model)",
           frame_bytes=CONTEXT_FRAME_BYTES),
     Level(4, f"{FSLSTM_I8}+ctx1",
           summary="FS-LSTM (int8) mixed with ctx1 (about 0.6 GB)"),
     Level(5, f"{FSLSTM_I8}+ctx2",
           summary="FS-LSTM (int8) mixed with ctx2"),
-    Level(6, f"{FSLSTM_I8}+ctx2+cm",
-          summary="as 5, refined by the context-mixing stage (default)"),
+    Level(6, f"{FSLSTM_I8}+bmix",
+          summary="FS-LSTM (int8) under the binary context-mixing stage (default)"),
     Level(7, f"{FSLSTM}+ctx2+cm:de-out",
           summary="FS-LSTM (int16), its output layer adapting to the text, ctx2, cm stage"),
     Level(8, f"{FSLSTM}+ctx2+cm:de-full",

@@ -136,3 +136,15 @@ def test_a_truncated_message_is_refused():
             s = dec.decode_step(t, w)
             w = dec.step(s)
         dec.end_segment()
+
+
+def test_info_names_the_stage_and_its_coder(tmp_path):
+    from click.testing import CliRunner
+
+    from nncompress.cli import main
+    f = tmp_path / "a.nnc"
+    f.write_bytes(nncompress.compress(b"some text " * 50, level=3))
+    r = CliRunner().invoke(main, ["info", str(f)])
+    assert r.exit_code == 0, r.output
+    assert "bmix's own binary arithmetic coder" in r.output and "constriction" not in r.output
+    assert "level            -3" in r.output and "bmix" in r.output

@@ -146,7 +146,7 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path):
 
 @pytest.mark.slow   # the slow tier (CI runs it after the fast one)
 def test_default_model_through_the_cli(textfile, tmp_path):
-    """The shipped default (fslstm-medium-i8-v1+ctx2+cm): compress with --verify, info, test,
+    """The shipped default (fslstm-medium-i8-v1+bmix): compress with --verify, info, test,
     restore."""
     code, _, err = run_cli("c", "-v", "--verify", str(textfile))
     assert code == 0, err

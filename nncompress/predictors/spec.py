@@ -6,8 +6,9 @@
     member  := a built-in predictor (ctx1, ctx2, order0, bcm) [ settings ], a model name (NAME.pt
                in the model folders, modelfiles.model_dirs) or a model file's path (a path to
                an existing file is always one member, "+" and ":" included)
-    stage   := a final stage that refines whatever the members predict: "match" (the long-range
-               match model and its SSE) or "cm" (the context-mixing stage) [ settings ]
+    stage   := a final stage that refines whatever the members predict: "bmix" (binary context
+               mixing that codes its own bits), "match" (the long-range match model and its
+               SSE) or "cm" (the byte-level context-mixing stage) [ settings ]
     settings:= "[" key "=" integer ( "," key "=" integer )* "]"   settings of a built-in
                predictor or a stage in place of its defaults, checked against its schema (for
                example ctx2[hash_bits=17] or cm[nibbles=1]); the header records them
@@ -34,7 +35,7 @@ from . import modelfiles, registry
 from .base import Predictor
 from .schema import SettingsError
 
-DEFAULT_SPEC = "fslstm-medium-i8-v1+ctx2+cm"   # the predictor of level 6, the default
+DEFAULT_SPEC = "fslstm-medium-i8-v1+bmix"   # the predictor of level 6, the default
 ENSEMBLE_SEP = "+"
 DE_SEP = ":"
 # ":de" suffixes and the dynamic_eval value each stands for
