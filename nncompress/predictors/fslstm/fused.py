@@ -65,21 +65,22 @@ def _lut_index(x):
 def _ln_row(src, base, n, eps, y, ybase):
     """exact._ln_y of src[base:base+n] (clamped to |z| <= Z_CLAMP) into y[ybase:ybase+n];
     returns the standard deviation (Q16)."""
+    # One pass for both sums: sum((v - mean)**2) = sum(v**2) - 2 mean sum(v) + n mean**2, the
+    # same integer (|v| <= 2**23, so every term stays below 2**57 for n <= 1024); the clipped
+    # values wait in y (src and y are never the same array).
     tot = np.int64(0)
+    sq = np.int64(0)
     for j in range(n):
         v = _clip(src[base + j], _Z)
+        y[ybase + j] = v
         tot += v
+        sq += v * v
     mean = tot // n
-    ss = np.int64(0)
-    for j in range(n):
-        v = _clip(src[base + j], _Z)
-        d = v - mean
-        ss += d * d
+    ss = sq - 2 * mean * tot + n * mean * mean
     sd = _isqrt(ss // n + eps)
     rsd = 1.0 / np.float64(sd)
     for j in range(n):
-        v = _clip(src[base + j], _Z)
-        y[ybase + j] = floordiv_r((v - mean) << _FRAC, sd, rsd)
+        y[ybase + j] = floordiv_r((y[ybase + j] - mean) << _FRAC, sd, rsd)
     return sd
 
 
