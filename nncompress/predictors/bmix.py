@@ -20,11 +20,13 @@ Per bit:
   floor division to Q12);
 - 14 context models, each a table of bit-history states (bcm's state machine, one byte per node)
   turned into probabilities by adaptive maps (bcm's StateMap): order 0 and order 1 (direct
-  tables), and in hashed tables of 16-byte slots (a check byte and the 15 nodes of a nibble)
+  tables), and in hashed tables of 16-byte slots (a check byte and the 15 nodes of a nibble;
+  two slots to a bucket, a new context taking over the one whose first node has seen less)
   orders 2, 3, 4, 5, 6 and 8, the current word with the previous one and with the previous byte
   (letters case-folded, bytes >= 128 counted as letters, so UTF-8 words of any alphabet count),
-  two sparse contexts (bytes 2-3 back, bytes 3-5 back), bytes 2 and 4 back, and the column
-  (bytes since the last newline, up to 255) with the previous byte;
+  two sparse contexts (bytes 2-3 back, bytes 3-5 back), the XML/HTML tag name being read or
+  last read (whether inside its tag) with the previous byte, and the column (bytes since the
+  last newline, up to 255) with the previous byte;
 - a match model: the last MATCH_MIN bytes of the stream are hashed into a shared table of
   positions; a candidate (in any stream) is verified backwards and predicts the byte that
   followed, with a strength learnt per match length. A position is used only once it has been
@@ -57,9 +59,9 @@ ARITH = "bmix-v1"
 SETTINGS = schema.Schema({
     "hash_bits": schema.integer(12, 24, 20),    # log2 slots (16 bytes) per hashed context
     "match_bits": schema.integer(12, 24, 22),   # log2 entries of the match model's table
-    "limit": schema.integer(1, 1023, 255),      # adaptive maps' counts stop here
+    "limit": schema.integer(1, 1023, 1023),     # adaptive maps' counts stop here
     "lr": schema.integer(1, 64, 6),             # mixer learning rate, in units of 2**-14
-    "apm_rate": schema.integer(2, 12, 7),
+    "apm_rate": schema.integer(2, 12, 6),
 })
 
 N_HASHED = 12
@@ -170,9 +172,17 @@ def _step(decode, t, a, W, syms, hist, span, n, buf, C, V, nxt, sm, t0, t1, th, 
                     bk = k * tsize + (np.int64(hx >> shift) << 4)
                     chk = np.uint8((hx >> chk_shift) & np.uint64(255))
                     if th[_U(bk)] != chk:
-                        for jj in range(1, 16):
-                            th[_U(bk + jj)] = 0
-                        th[_U(bk)] = chk
+                        # two slots per bucket: the other one if it holds this context, else
+                        # the one whose first node has seen less is emptied and taken over
+                        b2 = bk ^ 16
+                        if th[_U(b2)] == chk:
+                            bk = b2
+                        else:
+                            if th[_U(b2 + 1)] < th[_U(bk + 1)]:
+                                bk = b2
+                            for jj in range(1, 16):
+                                th[_U(bk + jj)] = 0
+                            th[_U(bk)] = chk
                     base[_U(k)] = bk
             sv = np.int64(t0[_U(c0)])
             st[0] = sv
