@@ -91,8 +91,8 @@ def test_canterbury_round_trip_default_model(path):
 
 
 def test_default_same_bytes_with_one_and_two_threads_in_fresh_processes(tmp_path):
-    """The shipped default (FS-LSTM with full dynamic evaluation, ctx2, gmix, cm stage) gives
-    the same bytes with 1 and 2 threads, each in a fresh process, over several streams."""
+    """The shipped default (the int8 FS-LSTM under the bmix stage) gives the same bytes with 1
+    and 2 threads, each in a fresh process, over several streams."""
     text = (b"The default must give the same bytes on any thread count. " * 20
             + bytes(range(256)) + b"def f(x):\n    return x + 1\n" * 30)
     src = tmp_path / "text"
@@ -100,6 +100,7 @@ def test_default_same_bytes_with_one_and_two_threads_in_fresh_processes(tmp_path
     outs = compress_in_fresh_processes(None, src, 3, dynamic_eval=None)
     assert outs[0] == outs[1]
     h = nncompress.read_header(io.BytesIO(outs[0]))
-    assert h.n_streams == 3 and h.predictor_name == "cm"
-    assert '"name":"ctx2"' in nncompress.format.container.settings_bytes(h.settings).decode()
+    assert h.n_streams == 3 and h.predictor_name == "bmix"
+    assert '"name":"fslstm-medium-i8-v1"' in \
+        nncompress.format.container.settings_bytes(h.settings).decode()
     assert nncompress.decompress(outs[0]) == text
