@@ -2,12 +2,12 @@
 1024 streams, printed as a markdown table.
 
     python bench/scripts/stage_profile.py [--file PATH] [--streams 16,64,256,1024]
-                                          [--stages ctx1,ctx2,match,cm,mix,gmix,quantize]
+                                          [--stages ctx1,ctx2,match,cm,bmix,mix,gmix,quantize]
                                           [--steps 100] [--baseline DIR]
 
 Every stage runs on real text (default: enwik6 from ../shared/corpora, or $NNCOMPRESS_SHARED)
 cut into S contiguous streams as the engine cuts a file, one byte per stream per step. A stage
-that wraps a predictor (match, cm, mix, gmix) wraps stand-ins that hand back fixed tables (the
+that wraps a predictor (match, cm, bmix, mix, gmix) wraps stand-ins that hand back fixed tables (the
 text's byte frequencies), so its figure is its own work only. ``quantize`` is coding.quantize on
 ctx1-shaped weights (what the engine does to every step's weights). Warm-up steps (at least 30,
 and 64 KiB of text over all streams, so that the tables are past their first page faults) come
@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("NNCOMPRESS_SHARED", ROOT.parent / "shared"))
-STAGES = ["ctx1", "ctx2", "match", "cm", "mix", "gmix", "quantize"]
+STAGES = ["ctx1", "ctx2", "match", "cm", "bmix", "mix", "gmix", "quantize"]
 
 
 class _Fixed:
@@ -85,6 +85,21 @@ def _child(stage: str, S: int, steps: int, path: str) -> dict:
             t0 = time.perf_counter()
             coding.quantize(w)
             times.append(time.perf_counter() - t0)
+        return {"median_us": 1e6 * float(np.median(times)), "steps": steps}
+    elif stage == "bmix":       # codes each step's bytes itself (the engine's encode_step)
+        from nncompress.predictors.bmix import BMixStage
+        pred = BMixStage(_Fixed(freq, "order0"))
+        pred.layout([span] * S)
+        w = pred.start(S)
+        pred.begin_segment()
+        times = []
+        for t in range(span):
+            sym = block[:, t]
+            t0 = time.perf_counter()
+            pred.encode_step(t, sym, w)
+            w = pred.step(sym)
+            if t >= warm:
+                times.append(time.perf_counter() - t0)
         return {"median_us": 1e6 * float(np.median(times)), "steps": steps}
     else:
         raise SystemExit(f"unknown stage {stage}")
