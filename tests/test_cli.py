@@ -152,8 +152,9 @@ def test_default_model_through_the_cli(textfile, tmp_path):
     assert code == 0, err
     nnc = tmp_path / "a.txt.nnc"
     r = CliRunner().invoke(main, ["info", str(nnc)])
-    assert "predictor        cm" in r.output and "fslstm-medium-i8-v1" in r.output
-    assert "exact-i8-v1" in r.output and '"name":"gmix"' in r.output and '"name":"ctx2"' in r.output
+    assert "predictor        bmix" in r.output and "fslstm-medium-i8-v1" in r.output
+    assert "exact-i8-v1" in r.output and '"arith":"bmix-v1"' in r.output
+    assert "bmix's own binary arithmetic coder" in r.output
     assert "dyneval" not in r.output and "level            -6" in r.output
     out = tmp_path / "back.txt"
     assert run_cli("d", str(nnc), str(out))[0] == 0
