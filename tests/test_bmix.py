@@ -148,3 +148,17 @@ def test_info_names_the_stage_and_its_coder(tmp_path):
     assert r.exit_code == 0, r.output
     assert "bmix's own binary arithmetic coder" in r.output and "constriction" not in r.output
     assert "level            -3" in r.output and "bmix" in r.output
+
+
+def test_headers_that_wrap_or_mix_bmix_are_refused_before_anything_is_built():
+    from nncompress.predictors.base import stage_identity
+    from nncompress.predictors.mix import GeoMixture
+    staged = build_predictor(SMALL)
+    ident = stage_identity("match", staged, {"arith": "match-sse-v1"})
+    with pytest.raises(registry.SettingsError, match="final stage"):
+        registry.check(ident.name, ident.model_sha256, ident.settings)
+    mixed = GeoMixture([staged, build_predictor("ctx1")]).identity
+    with pytest.raises(registry.SettingsError, match="final stage"):
+        registry.check(mixed.name, mixed.model_sha256, mixed.settings)
+    with pytest.raises(ModelError, match="codes its own segments"):
+        nncompress.compress(b"some text", model="bcm+bmix")

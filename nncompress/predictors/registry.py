@@ -213,6 +213,9 @@ def _node(name, sha256: bytes, settings, depth: int) -> Node:
         if getattr(c.cls, "CODES_SEGMENTS", False):
             raise SettingsError(what, f"{c.name} codes its own segments: it cannot be wrapped "
                                       "or mixed")
+        if getattr(c.cls, "CODES_BITS", False):
+            raise SettingsError(what, f"{c.name} codes its own bits: it can only be the final "
+                                      "stage")
     if isinstance(cls.ARITH, tuple):   # a class of several arithmetics builds the header's
         own["arith"] = arith
     return Node(name, sha256, cls, own, children)
