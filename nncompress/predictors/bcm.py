@@ -123,6 +123,17 @@ _M32 = (1 << 32) - 1
 _U = np.uint64
 
 
+@njit(cache=True, inline="always")
+def sm_next(tv, y, limit):
+    """An adaptive map's cell after bit y: probability (Q22, above 10 count bits) moved toward y
+    by 1 / (count + 1.5), the count grown up to limit. Scalars only, so inlining it costs the
+    kernels nothing."""
+    cn = tv & 1023
+    pv = tv >> 10
+    pv += (((y << 22) - pv) * RATE[_U(cn)]) >> 16
+    return (pv << 10) | (cn + 1 if cn < limit else cn)
+
+
 @njit(cache=True, nogil=True)
 def _code(decode, hist, end, buf, bp, nxt, sm, t0, t1, th, w, apm1, apm2, mtab, v,
           squash_t, stretch_t, hash_bits, match_bits, limit, lr, apm_rate):
@@ -258,22 +269,14 @@ def _code(decode, hist, end, buf, bp, nxt, sm, t0, t1, th, w, apm1, apm2, mtab, 
             for i in range(N_INPUTS - 1):          # the adaptive maps: probability in Q22 << 10
                 # | count, moved by 1 / (count + 1.5)
                 si = st[_U(i)]
-                tv = sm[_U(si)]
-                cn = tv & 1023
-                pv = tv >> 10
-                pv += (((y << 22) - pv) * RATE[_U(cn)]) >> 16
-                sm[_U(si)] = (pv << 10) | (cn + 1 if cn < limit else cn)
+                sm[_U(si)] = sm_next(sm[_U(si)], y, limit)
             t0[_U(c0)] = nxt[st[0], y]
             t1[_U(t1ctx | c0)] = nxt[st[1] - 256, y]
             for k in range(N_HASHED):
                 th[_U(base[k] + j)] = nxt[st[2 + k] - (k + 2) * 256, y]
             if expect >= 0:
                 si = st[_U(N_INPUTS - 1)]
-                tv = sm[_U(si)]
-                cn = tv & 1023
-                pv = tv >> 10
-                pv += (((y << 22) - pv) * RATE[_U(cn)]) >> 16
-                sm[_U(si)] = (pv << 10) | (cn + 1 if cn < limit else cn)
+                sm[_U(si)] = sm_next(sm[_U(si)], y, limit)
                 if expect != y:
                     mbyte = -1
             tw = 1 if wt >= 64 else 0

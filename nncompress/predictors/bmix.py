@@ -51,8 +51,8 @@ from numba import njit
 from ..errors import FormatError
 from . import kernels, schema
 from .base import Stage, stage_identity
-from .bcm import (APM2_BITS, APM_INIT, MATCH_MIN, MATCH_VERIFY, NEXT, RATE, SM_INIT, STATES,
-                  _GOLD, _M2, _M32, _MASKS)
+from .bcm import (APM2_BITS, APM_INIT, MATCH_MIN, MATCH_VERIFY, NEXT, SM_INIT, STATES, _GOLD,
+                  _M2, _M32, _MASKS, sm_next)
 from .cm import SQUASH, STRETCH
 
 ARITH = "bmix-v1"
@@ -283,22 +283,14 @@ def _step(decode, t, a, W, syms, hist, span, n, buf, C, V, nxt, sm, t0, t1, th, 
                 w3[_U(ws3 + i)] += (xi * err3) >> 14
             for i in range(2 + N_HASHED):
                 si = st[_U(i)]
-                tv = sm[_U(si)]
-                cn = tv & 1023
-                pv = tv >> 10
-                pv += (((y << 22) - pv) * RATE[_U(cn)]) >> 16
-                sm[_U(si)] = (pv << 10) | (cn + 1 if cn < limit else cn)
+                sm[_U(si)] = sm_next(sm[_U(si)], y, limit)
             t0[_U(c0)] = nxt[st[0], y]
             t1[_U(a1ctx | c0)] = nxt[st[1] - 256, y]
             for k in range(N_HASHED):
                 th[_U(base[k] + j)] = nxt[st[2 + k] - (k + 2) * 256, y]
             if expect >= 0:
                 si = st[I_MATCH]
-                tv = sm[_U(si)]
-                cn = tv & 1023
-                pv = tv >> 10
-                pv += (((y << 22) - pv) * RATE[_U(cn)]) >> 16
-                sm[_U(si)] = (pv << 10) | (cn + 1 if cn < limit else cn)
+                sm[_U(si)] = sm_next(sm[_U(si)], y, limit)
                 if expect != y:
                     mbyte = -1
             tw = 1 if wt >= 64 else 0
