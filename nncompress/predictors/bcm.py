@@ -163,6 +163,7 @@ def _code(decode, hist, end, buf, bp, nxt, sm, t0, t1, th, w, apm1, apm2, mtab, 
     mptr = v[_MPTR]
     mlen = v[_MLEN]
     pos = v[_POS]
+    touch = np.int64(0)
     while pos < end:
         if not decode and bp + _BYTE_ROOM > nbuf:
             break
@@ -198,6 +199,12 @@ def _code(decode, hist, end, buf, bp, nxt, sm, t0, t1, th, w, apm1, apm2, mtab, 
                             th[_U(bk + jj)] = 0
                         th[_U(bk)] = chk
                     base[_U(k)] = bk
+            # touch the APM rows of this bit now, so that their cache lines load while the
+            # inputs and the mixer are computed (the cells used depend on the mixer's output)
+            r1 = (a1ctx | c0) * 33
+            r2 = (a2ctx | c0) * 33
+            touch += apm1[_U(r1)] + apm1[_U(r1 + 16)] + apm1[_U(r1 + 32)] \
+                + apm2[_U(r2)] + apm2[_U(r2 + 16)] + apm2[_U(r2 + 32)]
             # inputs: each model's state, its map's probability, stretched
             s = np.int64(t0[_U(c0)])
             st[0] = s
@@ -322,6 +329,8 @@ def _code(decode, hist, end, buf, bp, nxt, sm, t0, t1, th, w, apm1, apm2, mtab, 
             buf[_U(bp)] = np.uint8(x1 >> 24)
             bp += 1
             x1 = (x1 << 8) & _M32
+    if touch == -1:     # never (cells are not negative): keeps the touching loads
+        pos = -1
     v[_POS] = pos
     v[_X1] = x1
     v[_X2] = x2
