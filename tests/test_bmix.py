@@ -162,3 +162,29 @@ def test_headers_that_wrap_or_mix_bmix_are_refused_before_anything_is_built():
         registry.check(mixed.name, mixed.model_sha256, mixed.settings)
     with pytest.raises(ModelError, match="codes its own segments"):
         nncompress.compress(b"some text", model="bcm+bmix")
+
+
+@pytest.mark.parametrize("arith", bmix.ARITHS)
+def test_every_arithmetic_round_trips_from_its_header(arith):
+    """New files get the newest arithmetic; a header's tag rebuilds the shape it names (the
+    golden files pin the bits of each)."""
+    data = _texts()["prose"][:6000]
+    inner = build_predictor("ctx1")
+    stage = bmix.BMixStage(inner, arith=arith, hash_bits=12, match_bits=12)
+    assert stage.identity.settings["arith"] == arith
+    blob = _encode(data, stage, 3)
+    h = nncompress.read_header(io.BytesIO(blob))
+    assert h.settings["arith"] == arith
+    assert nncompress.decompress(blob) == data
+
+
+def test_the_arithmetics_differ_and_the_newest_is_the_default():
+    data = _docs()[:30000]
+    sizes = {}
+    for arith in bmix.ARITHS:
+        stage = bmix.BMixStage(build_predictor("ctx1"), arith=arith)
+        sizes[arith] = len(_encode(data, stage, 4))
+    assert sizes[bmix.ARITH_V1] != sizes[bmix.ARITH_V2]
+    assert build_predictor("ctx1+bmix").identity.settings["arith"] == bmix.ARITH_V2 == bmix.ARITH
+    with pytest.raises(ValueError, match="arithmetic"):
+        bmix.BMixStage(build_predictor("ctx1"), arith="bmix-v9")

@@ -153,7 +153,7 @@ def test_default_model_through_the_cli(textfile, tmp_path):
     nnc = tmp_path / "a.txt.nnc"
     r = CliRunner().invoke(main, ["info", str(nnc)])
     assert "predictor        bmix" in r.output and "fslstm-medium-i8-v1" in r.output
-    assert "exact-i8-v1" in r.output and '"arith":"bmix-v1"' in r.output
+    assert "exact-i8-v1" in r.output and '"arith":"bmix-v2"' in r.output
     assert "bmix's own binary arithmetic coder" in r.output
     assert "dyneval" not in r.output and "level            -6" in r.output
     out = tmp_path / "back.txt"

@@ -55,7 +55,11 @@ from .bcm import (APM2_BITS, APM_INIT, MATCH_MIN, MATCH_VERIFY, NEXT, SM_INIT, S
                   _M2, _M32, _MASKS, sm_next)
 from .cm import SQUASH, STRETCH
 
-ARITH = "bmix-v1"
+ARITH_V1 = "bmix-v1"
+ARITH_V2 = "bmix-v2"
+# new files get the newest; files of every tag here decode
+ARITH = ARITH_V2
+ARITHS = (ARITH_V2, ARITH_V1)
 SETTINGS = schema.Schema({
     "hash_bits": schema.integer(12, 24, 20),    # log2 slots (16 bytes) per hashed context
     "match_bits": schema.integer(12, 24, 22),   # log2 entries of the match model's table
@@ -64,19 +68,35 @@ SETTINGS = schema.Schema({
     "apm_rate": schema.integer(2, 12, 6),
 })
 
-N_HASHED = 12
-I_MATCH = 2 + N_HASHED       # inputs: orders 0 and 1, the hashed ones, the match model,
-I_INNER = I_MATCH + 1        # the wrapped predictor
-N_W = I_INNER + 2            # and the bias
+
+class Shape:
+    """What an arithmetic tag's kernel holds: hashed contexts, direct counters, mixers; the
+    mixer inputs are orders 0 and 1, the hashed contexts, the direct counters, the match
+    model, the wrapped predictor and the bias, in this order."""
+
+    def __init__(self, n_hashed: int, n_direct: int, n_mix: int) -> None:
+        self.n_hashed, self.n_direct, self.n_mix = n_hashed, n_direct, n_mix
+        self.i_match = 2 + n_hashed + n_direct
+        self.i_inner = self.i_match + 1
+        self.n_w = self.i_inner + 2
+        # weight sets: by match state, by the wrapped predictor's confidence, by order 1,
+        # then (bmix-v2) by the classes of the last 3 bytes and by the current word's length
+        self.sets = [3 * 256, N_CONF * 256, 1 << 16] + [64 * 256, 16 * 256][:n_mix - 3]
+
+
 N_CONF = 16                  # classes of the wrapped predictor's confidence (second mixer)
+SHAPES = {ARITH_V1: Shape(12, 0, 3), ARITH_V2: Shape(14, 2, 5)}
+MAX_HASHED = 14
+MAX_W = 2 + MAX_HASHED + 2 + 3
+DIRECT_BITS = 22             # entries per direct counter table (bmix-v2: orders 2 and 3, hashed)
 MATCH_MAX = 65535
 W_INIT = (1 << 16) // 10
 W_INIT_INNER = (1 << 16) * 6 // 10
-FINAL_INIT = (1 << 16) // 3     # the final mixer starts as the mean of the three
+# the final mixer starts as the mean of the mixers (bmix-v1: 1/3 each)
 FINAL_LR = 2
 # V: each stream's scalars
-_HIST, _WORD, _PWORD, _MPTR, _MLEN, _COL, _TAG, _TSTATE = range(8)
-_N_V = 8
+_HIST, _WORD, _PWORD, _MPTR, _MLEN, _COL, _TAG, _TSTATE, _PPWORD, _WLEN = range(10)
+_N_V = 10
 # C: the coder's state
 _X1, _X2, _X, _BP = range(4)
 # A byte's code takes at most 32 bytes (4 per bit), the flush 4 more.
@@ -84,33 +104,65 @@ _BYTE_ROOM = 40
 _U = np.uint64
 
 
+@njit(cache=True, inline="always")
+def _letter(b):
+    """Whether byte b counts as a letter of a word: ASCII letters and every byte >= 128."""
+    return b >= 128 or (b >= 97 and b <= 122) or (b >= 65 and b <= 90)
+
+
+@njit(cache=True, inline="always")
+def _byte_class(b):
+    """0 letter (as _letter), 1 digit, 2 space or newline, 3 anything else."""
+    if _letter(b):
+        return 0
+    if b >= 48 and b <= 57:
+        return 1
+    if b == 32 or b == 10:
+        return 2
+    return 3
+
+
 @njit(cache=True, nogil=True)
-def _step(decode, t, a, W, syms, hist, span, n, buf, C, V, nxt, sm, t0, t1, th, w, w2, w3,
-          wf, apm1, apm2, mtab, squash_t, stretch_t, hash_bits, match_bits, limit, lr, apm_rate):
+def _step(decode, t, a, W, syms, hist, span, n, buf, C, V, nxt, sm, t0, t1, th, dt, wm, wf,
+          apm1, apm2, mtab, squash_t, stretch_t, shape, hash_bits, match_bits, limit, lr,
+          apm_rate):
     """Codes step t of the first a streams: the byte at offset t of each, given the wrapped
     predictor's weights W[k] for stream k. Encoding reads syms[k] and writes the code into buf;
     decoding reads buf and writes syms[k]. Either way the byte goes into hist (the frame's
     bytes at their positions, filled as they are coded). C holds the coder's state and the
-    position in buf; the caller leaves room for _BYTE_ROOM bytes per stream."""
+    position in buf; the caller leaves room for _BYTE_ROOM bytes per stream. shape: the
+    arithmetic's (hashed contexts, direct counters, mixers)."""
+    n_hashed = shape[0]
+    n_direct = shape[1]
+    n_mix = shape[2]
+    i_match = 2 + n_hashed + n_direct
+    i_inner = i_match + 1
+    n_w = i_inner + 2
     shift = np.uint64(64 - hash_bits)
     chk_shift = np.uint64(56 - hash_bits)
     mshift = np.uint64(64 - match_bits)
+    dshift = np.uint64(64 - (DIRECT_BITS - 8))
     tsize = np.int64(16) << hash_bits
     x1 = C[_X1]
     x2 = C[_X2]
     x = C[_X]
     bp = C[_BP]
     nbuf = buf.shape[0]
-    h = np.empty(N_HASHED, np.uint64)
-    base = np.empty(N_HASHED, np.int64)
-    st = np.empty(I_INNER, np.int64)
-    xs = np.empty(N_W, np.int64)
+    h = np.empty(MAX_HASHED, np.uint64)
+    base = np.empty(MAX_HASHED, np.int64)
+    st = np.empty(MAX_W, np.int64)
+    xs = np.empty(MAX_W, np.int64)
+    dix = np.empty(2, np.int64)
+    sel = np.empty(5, np.int64)
+    dots = np.empty(5, np.int64)
     cum = np.empty(257, np.int64)
     for s in range(a):
         pos = s * span + t
         c4 = np.uint64(V[s, _HIST])
         word = np.uint64(V[s, _WORD])
         pword = np.uint64(V[s, _PWORD])
+        ppword = np.uint64(V[s, _PPWORD])
+        wlen = V[s, _WLEN]
         mptr = V[s, _MPTR]
         mlen = V[s, _MLEN]
         col = V[s, _COL]
@@ -142,6 +194,7 @@ def _step(decode, t, a, W, syms, hist, span, n, buf, C, V, nxt, sm, t0, t1, th, 
             cum[k + 1] = cum[k] + W[s, k]
         c1 = np.int64(c4 & np.uint64(255))
         c2 = np.int64((c4 >> np.uint64(8)) & np.uint64(255))
+        c3 = np.int64((c4 >> np.uint64(16)) & np.uint64(255))
         for k in range(4):
             h[k] = ((c4 & _MASKS[k]) + np.uint64(k + 1)) * _M2
         h[4] = (word * _M2 + pword) * _M2 + np.uint64(5)
@@ -153,6 +206,14 @@ def _step(decode, t, a, W, syms, hist, span, n, buf, C, V, nxt, sm, t0, t1, th, 
         h[10] = (tag * _M2 + np.uint64(tstate * 256 + c1) + np.uint64(11)) * _M2
         h[11] = (np.uint64(col if col < 255 else 255) * np.uint64(256) + np.uint64(c1)
                  + np.uint64(12)) * _M2 * _GOLD
+        if n_hashed > 12:                 # bmix-v2: the word alone, the word with the one
+            h[12] = (word + np.uint64(101)) * _M2           # before the previous
+            h[13] = ((word * _M2 + ppword) * _M2 + np.uint64(102)) * _GOLD
+        dctx2 = np.int64(((np.uint64(c1 | (c2 << 8)) + np.uint64(77)) * _GOLD) >> dshift) << 8
+        dctx3 = (np.int64(((np.uint64(c1 | (c2 << 8) | (c3 << 16)) + np.uint64(78)) * _GOLD)
+                          >> dshift) << 8) + (np.int64(1) << DIRECT_BITS)
+        cls3 = (_byte_class(c1) + 4 * _byte_class(c2) + 16 * _byte_class(c3)) * 256
+        wcls = (wlen if wlen < 15 else 15) * 256
         mbyte = np.int64(hist[_U(mptr)]) if mlen > 0 else -1
         mcls = 0
         if mlen > 0:
@@ -167,7 +228,7 @@ def _step(decode, t, a, W, syms, hist, span, n, buf, C, V, nxt, sm, t0, t1, th, 
             if bit == 0 or bit == 4:
                 salt = np.uint64(0) if bit == 0 else np.uint64(c0) * _GOLD
                 j = 1
-                for k in range(N_HASHED):
+                for k in range(n_hashed):
                     hx = (h[_U(k)] + salt) * _GOLD
                     bk = k * tsize + (np.int64(hx >> shift) << 4)
                     chk = np.uint8((hx >> chk_shift) & np.uint64(255))
@@ -190,19 +251,24 @@ def _step(decode, t, a, W, syms, hist, span, n, buf, C, V, nxt, sm, t0, t1, th, 
             sv = np.int64(t1[_U(a1ctx | c0)]) + 256
             st[1] = sv
             xs[1] = stretch_t[_U(sm[_U(sv)] >> 20)]
-            for k in range(N_HASHED):
+            for k in range(n_hashed):
                 sv = np.int64(th[_U(base[k] + j)]) + (k + 2) * 256
                 st[_U(2 + k)] = sv
                 xs[_U(2 + k)] = stretch_t[_U(sm[_U(sv)] >> 20)]
+            if n_direct > 0:              # bmix-v2: direct counters of hashed orders 2 and 3
+                dix[0] = dctx2 | c0
+                dix[1] = dctx3 | c0
+                for k in range(2):
+                    xs[_U(2 + n_hashed + k)] = stretch_t[_U(np.int64(dt[_U(dix[k])]) >> 20)]
             expect = -1
             if mbyte >= 0:
                 expect = (mbyte >> (7 - bit)) & 1
                 ml = mlen if mlen < 15 else 15
-                sv = 2 * ml + expect + I_MATCH * 256
-                st[I_MATCH] = sv
-                xs[I_MATCH] = stretch_t[_U(sm[_U(sv)] >> 20)]
+                sv = 2 * ml + expect + i_match * 256
+                st[_U(i_match)] = sv
+                xs[_U(i_match)] = stretch_t[_U(sm[_U(sv)] >> 20)]
             else:
-                xs[I_MATCH] = 0
+                xs[_U(i_match)] = 0
             # the wrapped predictor: P(bit = 1) at this node from its cumulative weights
             lo = (c0 - (1 << bit)) << (8 - bit)
             mid = lo + (1 << (7 - bit))
@@ -214,27 +280,25 @@ def _step(decode, t, a, W, syms, hist, span, n, buf, C, V, nxt, sm, t0, t1, th, 
             elif pl > 4095:
                 pl = 4095
             xl = stretch_t[_U(pl)]
-            xs[I_INNER] = xl
-            xs[I_INNER + 1] = 256
-            # three mixers, then a mixer of their outputs
-            ws = (mcls * 256 + c0) * N_W
-            ws2 = (((xl + 2048) >> 8) * 256 + c0) * N_W
-            ws3 = (c1 * 256 + c0) * N_W
-            dot = np.int64(0)
-            dot2 = np.int64(0)
-            dot3 = np.int64(0)
-            for i in range(N_W):
-                xi = xs[_U(i)]
-                dot += xi * w[_U(ws + i)]
-                dot2 += xi * w2[_U(ws2 + i)]
-                dot3 += xi * w3[_U(ws3 + i)]
-            dot = min(2047, max(-2047, dot >> 16))
-            dot2 = min(2047, max(-2047, dot2 >> 16))
-            dot3 = min(2047, max(-2047, dot3 >> 16))
-            wfs = (mcls * 256 + c0) * 4
-            dotf = (dot * wf[_U(wfs)] + dot2 * wf[_U(wfs + 1)] + dot3 * wf[_U(wfs + 2)]
-                    + 256 * wf[_U(wfs + 3)]) >> 16
-            dotf = min(2047, max(-2047, dotf))
+            xs[_U(i_inner)] = xl
+            xs[_U(i_inner + 1)] = 256
+            # the mixers (weight sets one after another in wm), then a mixer of their outputs
+            sel[0] = mcls * 256 + c0
+            sel[1] = 3 * 256 + ((xl + 2048) >> 8) * 256 + c0
+            sel[2] = (3 + N_CONF) * 256 + c1 * 256 + c0
+            sel[3] = (3 + N_CONF + 256) * 256 + cls3 + c0
+            sel[4] = (3 + N_CONF + 256 + 64) * 256 + wcls + c0
+            for m in range(n_mix):
+                ws = sel[m] * n_w
+                d = np.int64(0)
+                for i in range(n_w):
+                    d += xs[_U(i)] * wm[_U(ws + i)]
+                dots[m] = min(2047, max(-2047, d >> 16))
+            wfs = (mcls * 256 + c0) * (n_mix + 1)
+            dotf = 256 * wf[_U(wfs + n_mix)]
+            for m in range(n_mix):
+                dotf += dots[m] * wf[_U(wfs + m)]
+            dotf = min(2047, max(-2047, dotf >> 16))
             pm = squash_t[_U(dotf + 2047)]
             # APMs
             sp = stretch_t[_U(pm)] + 2048
@@ -269,27 +333,26 @@ def _step(decode, t, a, W, syms, hist, span, n, buf, C, V, nxt, sm, t0, t1, th, 
                 x2 = ((x2 << 8) & _M32) | 255
             # learn
             err = ((y << 12) - pm) * FINAL_LR
-            wf[_U(wfs)] += (dot * err) >> 14
-            wf[_U(wfs + 1)] += (dot2 * err) >> 14
-            wf[_U(wfs + 2)] += (dot3 * err) >> 14
-            wf[_U(wfs + 3)] += (256 * err) >> 14
-            err = ((y << 12) - squash_t[_U(dot + 2047)]) * lr
-            err2 = ((y << 12) - squash_t[_U(dot2 + 2047)]) * lr
-            err3 = ((y << 12) - squash_t[_U(dot3 + 2047)]) * lr
-            for i in range(N_W):
-                xi = xs[_U(i)]
-                w[_U(ws + i)] += (xi * err) >> 14
-                w2[_U(ws2 + i)] += (xi * err2) >> 14
-                w3[_U(ws3 + i)] += (xi * err3) >> 14
-            for i in range(2 + N_HASHED):
+            for m in range(n_mix):
+                wf[_U(wfs + m)] += (dots[m] * err) >> 14
+            wf[_U(wfs + n_mix)] += (256 * err) >> 14
+            for m in range(n_mix):
+                ws = sel[m] * n_w
+                e = ((y << 12) - squash_t[_U(dots[m] + 2047)]) * lr
+                for i in range(n_w):
+                    wm[_U(ws + i)] += (xs[_U(i)] * e) >> 14
+            for i in range(2 + n_hashed):
                 si = st[_U(i)]
                 sm[_U(si)] = sm_next(sm[_U(si)], y, limit)
             t0[_U(c0)] = nxt[st[0], y]
             t1[_U(a1ctx | c0)] = nxt[st[1] - 256, y]
-            for k in range(N_HASHED):
+            for k in range(n_hashed):
                 th[_U(base[k] + j)] = nxt[st[2 + k] - (k + 2) * 256, y]
+            if n_direct > 0:
+                for k in range(2):
+                    dt[_U(dix[k])] = np.uint32(sm_next(np.int64(dt[_U(dix[k])]), y, limit))
             if expect >= 0:
-                si = st[I_MATCH]
+                si = st[_U(i_match)]
                 sm[_U(si)] = sm_next(sm[_U(si)], y, limit)
                 if expect != y:
                     mbyte = -1
@@ -303,12 +366,16 @@ def _step(decode, t, a, W, syms, hist, span, n, buf, C, V, nxt, sm, t0, t1, th, 
         syms[s] = b
         hist[_U(pos)] = b
         c4 = (c4 << np.uint64(8)) | np.uint64(b)
-        if b >= 128 or (b >= 97 and b <= 122) or (b >= 65 and b <= 90):
+        if _letter(b):
             lower = b + 32 if (b >= 65 and b <= 90) else b
             word = (word + np.uint64(lower + 1)) * _GOLD
-        elif word != np.uint64(0):
-            pword = word
-            word = np.uint64(0)
+            wlen += 1
+        else:
+            wlen = 0
+            if word != np.uint64(0):
+                ppword = pword
+                pword = word
+                word = np.uint64(0)
         col = 0 if b == 10 else col + 1
         if b == 60:                               # '<': a tag name follows
             tag = np.uint64(0)
@@ -329,6 +396,8 @@ def _step(decode, t, a, W, syms, hist, span, n, buf, C, V, nxt, sm, t0, t1, th, 
         V[s, _HIST] = np.int64(c4)
         V[s, _WORD] = np.int64(word)
         V[s, _PWORD] = np.int64(pword)
+        V[s, _PPWORD] = np.int64(ppword)
+        V[s, _WLEN] = wlen
         V[s, _MPTR] = mptr
         V[s, _MLEN] = mlen
         V[s, _COL] = col
@@ -342,7 +411,7 @@ def _step(decode, t, a, W, syms, hist, span, n, buf, C, V, nxt, sm, t0, t1, th, 
 
 class BMixStage(Stage):
     NAMES = ("bmix",)
-    ARITH = ARITH
+    ARITH = ARITHS
     SETTINGS = SETTINGS
     CHILDREN = "inner"
     ARITH_REFUSED = "this file's {name} stage is not understood by this version of nncompress"
@@ -350,18 +419,24 @@ class BMixStage(Stage):
     # (layout, begin_segment, encode_step / decode_step, end_segment) instead of coding weights
     CODES_BITS = True
 
-    def __init__(self, inner, name: str = "bmix", **settings) -> None:
+    def __init__(self, inner, name: str = "bmix", arith: str = ARITH_V2, **settings) -> None:
+        if arith not in ARITHS:
+            raise ValueError(f"bmix arithmetic {arith!r} is not one of {ARITHS}")
         cfg = self.check_settings(name, settings)
         self.inner = inner
         self.cfg = cfg
-        self.identity = stage_identity(name, inner, {**cfg, "arith": ARITH})
+        self.arith = arith
+        self.shape = SHAPES[arith]
+        self.identity = stage_identity(name, inner, {**cfg, "arith": arith})
         self._lengths: Optional[list] = None
 
     @classmethod
     def table_bytes(cls, settings: dict) -> int:
-        return (N_HASHED * (16 << settings["hash_bits"]) + 8 * (1 << settings["match_bits"])
+        sh = SHAPES[settings.get("arith", ARITH)]
+        return (sh.n_hashed * (16 << settings["hash_bits"]) + 8 * (1 << settings["match_bits"])
                 + 4 * 33 * ((1 << 16) + (1 << (APM2_BITS + 8)))
-                + 8 * N_W * 256 * (3 + N_CONF + 256) + 8 * I_INNER * 256 + (1 << 16))
+                + 4 * sh.n_direct * (1 << DIRECT_BITS)
+                + 8 * sh.n_w * sum(sh.sets) + 8 * sh.i_inner * 256 + (1 << 16))
 
     # -- the engine's calls ------------------------------------------------------------------
     def layout(self, lengths: list) -> None:
@@ -374,18 +449,22 @@ class BMixStage(Stage):
         cfg = self.cfg
         self.span = self._lengths[0]
         self.n = sum(self._lengths)
-        sm = np.zeros((I_INNER, 256), dtype=np.int64)
+        sh = self.shape
+        sm = np.zeros((sh.i_inner, 256), dtype=np.int64)
         sm[:, :STATES] = SM_INIT << 16          # probability in Q22, count 0
-        sm[I_MATCH, :] = 1 << 31                # the match model's map: 1/2
-        w = np.zeros((3 * 256, N_W), dtype=np.int64)
-        w[:, :I_INNER + 1] = W_INIT
-        w[:, I_INNER] = W_INIT_INNER
+        sm[sh.i_match, :] = 1 << 31             # the match model's map: 1/2
+        w = np.zeros(sh.n_w, dtype=np.int64)
+        w[:sh.i_inner + 1] = W_INIT
+        w[sh.i_inner] = W_INIT_INNER
+        final = np.array([(1 << 16) // sh.n_mix] * sh.n_mix + [0], dtype=np.int64)
         self.t = dict(
             nxt=NEXT, sm=sm.reshape(-1),
             t0=np.zeros(256, dtype=np.uint8), t1=np.zeros(1 << 16, dtype=np.uint8),
-            th=kernels.lazy_zeros(N_HASHED * (16 << cfg["hash_bits"]), np.uint8),
-            w=w.reshape(-1), w2=np.tile(w[0], N_CONF * 256), w3=np.tile(w[0], 1 << 16),
-            wf=np.tile(np.array([FINAL_INIT] * 3 + [0], dtype=np.int64), 3 * 256),
+            th=kernels.lazy_zeros(sh.n_hashed * (16 << cfg["hash_bits"]), np.uint8),
+            # the direct counters: probability Q22 << 10 | count, as the adaptive maps; 1/2
+            dt=np.full(sh.n_direct << DIRECT_BITS, 1 << 31, dtype=np.uint32),
+            wm=np.tile(w, sum(sh.sets[:sh.n_mix])),
+            wf=np.tile(final, 3 * 256),
             apm1=np.tile(APM_INIT.astype(np.int32), 1 << 16),
             apm2=np.tile(APM_INIT.astype(np.int32), 1 << (APM2_BITS + 8)),
             mtab=kernels.lazy_zeros(1 << cfg["match_bits"], np.int64))
@@ -419,10 +498,12 @@ class BMixStage(Stage):
             raise ValueError(f"step {t} of {a} streams does not fit the layout")
         W = np.ascontiguousarray(weights, dtype=np.int64)
         cfg, tb = self.cfg, self.t
+        sh = self.shape
         _step(decode, t, a, W, self._syms, self.hist, self.span, self.n, self.buf, self.C,
-              self.V, tb["nxt"], tb["sm"], tb["t0"], tb["t1"], tb["th"], tb["w"], tb["w2"],
-              tb["w3"], tb["wf"], tb["apm1"], tb["apm2"], tb["mtab"], SQUASH, STRETCH, cfg["hash_bits"],
-              cfg["match_bits"], cfg["limit"], cfg["lr"], cfg["apm_rate"])
+              self.V, tb["nxt"], tb["sm"], tb["t0"], tb["t1"], tb["th"], tb["dt"], tb["wm"],
+              tb["wf"], tb["apm1"], tb["apm2"], tb["mtab"], SQUASH, STRETCH,
+              (sh.n_hashed, sh.n_direct, sh.n_mix), cfg["hash_bits"], cfg["match_bits"],
+              cfg["limit"], cfg["lr"], cfg["apm_rate"])
 
     def encode_step(self, t: int, symbols: np.ndarray, weights: np.ndarray) -> None:
         """Codes the bytes of step t (symbols[k] for stream k) given the wrapped predictor's
