@@ -10,8 +10,9 @@ mixing that codes its own bits, predictors/bmix.py). Levels 4 to 6 run the mediu
 int8 arithmetic (exact-i8-v1: integer products on the CPU's int8 units, no dynamic evaluation):
 mixed with ctx1 (4) or ctx2 (5), and, at the default, level 6, under the bmix stage, whose own
 context models, match model and mixers take the place of the ensemble's (on 200 KB of four kinds
-of text it wrote 0.1% more to 0.8% less than the earlier default, ctx2 and the byte-level cm stage,
-in about two thirds of the time). Levels 7 to 9 run the same network in the int16 arithmetic
+of text its first arithmetic, bmix-v1, wrote 0.1% more to 0.8% less than the earlier default, ctx2
+and the byte-level cm stage, in about two thirds of the time; bmix-v2, with two more contexts,
+direct counters of orders 2 and 3 and two more mixers, another 0.1% to 1.1% less). Levels 7 to 9 run the same network in the int16 arithmetic
 (exact-v1) so that it can keep learning while it codes (dynamic evaluation of the output layer at
 7, of every weight at 8 and 9), at a fraction of the speed, under the bmix stage as well (against
 ctx2 and the cm stage, on 100 KB of shard-7 prose and XML: -0.4% to +0.3% in size, half the

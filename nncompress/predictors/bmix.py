@@ -6,8 +6,9 @@ of operations per byte. This stage instead codes each byte as 8 binary decisions
 significant bit first) with its own binary arithmetic coder, like bcm (predictors/bcm.py), and
 takes the wrapped predictor's byte distribution as one input of its mixer: at each bit, the
 distribution summed over the two subtrees of the node gives P(bit = 1). Only the 8 nodes on the
-coded byte's path are visited. Arithmetic tag ``bmix-v1``: any change of what follows needs a
-new tag.
+coded byte's path are visited. Arithmetic tags ``bmix-v1`` and ``bmix-v2`` (new files; what
+v2 adds is marked below): any change of what follows needs a new tag. Files of either decode;
+one kernel runs both, given the tag's Shape (how many hashed contexts, direct counters, mixers).
 
 The engine runs it in its lockstep loop (the wrapped predictor is stepped once per step for all
 streams, as usual); each step is one compiled call (``_step``, numba) that codes the active
@@ -18,7 +19,7 @@ Per bit:
 
 - the wrapped predictor: stretch(P(bit = 1)) from its integer weights (exact cumulative sums,
   floor division to Q12);
-- 14 context models, each a table of bit-history states (bcm's state machine, one byte per node)
+- 14 context models (v2: 16), each a table of bit-history states (bcm's state machine, one byte per node)
   turned into probabilities by adaptive maps (bcm's StateMap): order 0 and order 1 (direct
   tables), and in hashed tables of 16-byte slots (a check byte and the 15 nodes of a nibble;
   two slots to a bucket, a new context taking over the one whose first node has seen less)
@@ -26,15 +27,22 @@ Per bit:
   (letters case-folded, bytes >= 128 counted as letters, so UTF-8 words of any alphabet count),
   two sparse contexts (bytes 2-3 back, bytes 3-5 back), the XML/HTML tag name being read or
   last read (whether inside its tag) with the previous byte, and the column (bytes since the
-  last newline, up to 255) with the previous byte;
+  last newline, up to 255) with the previous byte; v2: the current word alone, and the current
+  word with the word before the previous one;
+- v2: direct counters of orders 2 and 3 (hashed to 2**14 contexts, times the partial byte): a
+  probability per node, moved toward each bit by 1 / (n + 1.5) as the adaptive maps are, so that
+  low orders also have a nearly stationary estimate beside the bit histories;
 - a match model: the last MATCH_MIN bytes of the stream are hashed into a shared table of
   positions; a candidate (in any stream) is verified backwards and predicts the byte that
   followed, with a strength learnt per match length. A position is used only once it has been
   coded (the ``known`` rule of the lockstep order), and the history is filled as bytes are coded,
   on both sides alike;
-- two logistic mixers (lpaq-style; weights Q16, error Q12), one choosing its weight set by the
-  match state and the partial byte, the other by the wrapped predictor's confidence (16 classes
-  of its stretched probability) and the partial byte, averaged in the stretch domain;
+- logistic mixers (lpaq-style; weights Q16, error Q12), each choosing its weight set by the
+  partial byte and: the match state; the wrapped predictor's confidence (16 classes of its
+  stretched probability); the previous byte; v2: the classes (letter, digit, space, other) of
+  the last three bytes; the current word's length (up to 15). A final mixer, its weight set
+  chosen by the match state and the partial byte, combines their outputs (starting as their
+  mean);
 - two APMs (by order 1, by hashed order 2), averaged with the mixer: (2 p + 3 a1 + 3 a2) / 8;
 - bcm's 32-bit binary arithmetic coder, 12-bit probabilities, one message per segment.
 
