@@ -61,6 +61,37 @@ def test_kernels_reference_torch_backend_and_fallback_agree(tiny8, monkeypatch):
     assert np.array_equal(alone, fused[1])
 
 
+@pytest.mark.parametrize("scale", [1.0, 40.0])
+def test_float64_cell_kernel_gives_the_int64_integers(scale):
+    """fused.cell_i8f (integer-valued float64s, what runs) against fused.cell_i8 (int64) and the
+    numpy reference; at scale 40 the pre-activations, cell states and lookup indices reach their
+    clamps."""
+    cfg, sd = random_model(seed=5, k=3)
+    cfg = {**cfg, "zoneout_h": 0.05, "zoneout_c": 0.3}
+    for name in list(sd):
+        if "embedding" not in name:
+            sd[name] = sd[name] * scale
+    cfg = {**cfg, "arith": exact.ARITH_I8}
+    q = exact.quantize_model_i8(cfg, sd)
+    s = [TEXT[i * 200:(i + 1) * 200] for i in range(5)]
+    net = exact.ExactFSRNN(cfg, q)
+    assert net.pf is not None                      # the float64 kernel is the one that runs
+    old = exact.ExactFSRNN(cfg, q)
+    old.pf = None                                   # the int64 kernel
+    ref = exact.ExactFSRNN(cfg, q, use_kernels=False)
+    ref.record = True                               # its last step's intermediates stay
+    got = [step_tables(n, s) for n in (net, old, ref)]
+    assert np.array_equal(got[0], got[1]) and np.array_equal(got[0], got[2])
+    for a in ("hF", "cF", "hS", "cS"):
+        assert np.array_equal(getattr(net, a), getattr(ref, a))
+    if scale > 1:    # the lookup tables' index clamps were reached
+        top = int(q["lut_tanh"].max())
+        assert any((np.abs(ref.tape[c]["tj"]) == top).any() for c in ("fast.0", "slow"))
+    # values outside the float kernel's exact ranges select the int64 kernel
+    q2 = dict(q, **{"slow.ln_gain": q["slow.ln_gain"] * 0 + (1 << 29)})
+    assert exact.ExactFSRNN(cfg, q2).pf is None
+
+
 def test_int8_product_fallback_is_exact_at_the_extremes(monkeypatch):
     a = torch.tensor([[127] * 64, [-127] * 64, list(range(-32, 32))], dtype=torch.int8)
     w = torch.tensor([[127, -127, 1]] * 64, dtype=torch.int8)

@@ -192,10 +192,11 @@ def _float_weights(w8, dt):
     return f
 
 
-def _float_product(a8, w8):
+def _float_product(a8, w8, as_float=False):
     import torch
     dt = torch.float32 if a8.shape[1] < _F32_EXACT_K else torch.float64
-    return torch.matmul(a8.to(dt), _float_weights(w8, dt)).to(torch.int32)
+    z = torch.matmul(a8.to(dt), _float_weights(w8, dt))
+    return z if as_float else z.to(torch.int32)
 
 
 def _choose_cpu_product() -> str:
@@ -222,10 +223,12 @@ def _choose_cpu_product() -> str:
     return min(best, key=best.get)
 
 
-def int8_product(a8, w8):
+def int8_product(a8, w8, as_float=False):
     """(S, K) x (K, N) int8 torch tensors -> int32 sums, exact: torch._int_mm where it runs and
     is the faster, else a float product of the same integers (float32 while every partial sum
-    stays below 2**24, float64 beyond: any summation order gives the same result)."""
+    stays below 2**24, float64 beyond: any summation order gives the same result). With
+    `as_float`, the float product's integer-valued result is returned as it is (the compiled
+    kernels read int32 and float sums alike)."""
     global _CPU_PRODUCT
     import torch
     if not FORCE_INT8_FALLBACK:
@@ -236,7 +239,7 @@ def int8_product(a8, w8):
                 return torch._int_mm(a8, w8)
             except (RuntimeError, AttributeError, NotImplementedError):
                 pass
-    return _float_product(a8, w8)
+    return _float_product(a8, w8, as_float)
 
 
 def to_q7(a, ops):
@@ -382,6 +385,35 @@ class ExactFSRNN:
                 if name.endswith((".Wh", ".Wx")) or name == "out_W":
                     a = a.double() if o.name == "torch" else a.astype(np.float64)
                 self.p[name] = a
+        # float64 copies for fused.cell_i8f, where the model's ranges keep it exact
+        self.pf = self._float_cell_tables() if self.i8 and self._fused else None
+
+    def _float_cell_tables(self):
+        """The tables fused.cell_i8f reads, or None where this model's values are outside the
+        ranges under which its float64 arithmetic is exact (then fused.cell_i8 runs)."""
+        p, k = self.p, self.k
+        cells = [f"fast.{i}" for i in range(k)] + ["slow"]
+        lut = np.concatenate([p["lut_sigmoid"], p["lut_tanh"]])
+        big = 1 << 28
+        ok = np.abs(lut).max() <= 1 << LUT_OUT and abs(self.fb) < big \
+            and np.abs(p["in_table"]).max() < 1 << 40
+        pf = {"lut": lut.astype(np.int32), "in_table": p["in_table"].astype(np.float64)}
+        for c in cells:
+            n = p[f"{c}.lnc_gain"].shape[0]
+            ok = ok and n <= 4096 and all(np.abs(p[f"{c}.{t}"]).max() < big for t in (
+                "ln_gain", "ln_bias", "lnc_gain", "lnc_bias")) and np.abs(p[f"{c}.b"]).max() < 1 << 40
+            fb = np.zeros(4 * n, dtype=np.int64)
+            fb[2 * n:3 * n] = self.fb
+            pf[f"{c}.gain"] = p[f"{c}.ln_gain"].astype(np.float64)
+            pf[f"{c}.bias_hi"] = ((p[f"{c}.ln_bias"] + fb) << FRAC).astype(np.float64)
+            pf[f"{c}.lnc_gain"] = p[f"{c}.lnc_gain"].astype(np.float64)
+            pf[f"{c}.lncb_hi"] = (p[f"{c}.lnc_bias"] << FRAC).astype(np.float64)
+            pf[f"{c}.b"] = p[f"{c}.b"].astype(np.float64)
+            for w in ("Wh", "Wx"):
+                if f"{c}.{w}.m" in p:
+                    pf[f"{c}.{w}.mf"] = np.asarray(p[f"{c}.{w}.m"]).astype(np.float64)
+                    pf[f"{c}.{w}.rs"] = 2.0 ** -int(p[f"{c}.{w}.r"])
+        return pf if ok else None
 
     # -- pieces
 
@@ -389,6 +421,13 @@ class ExactFSRNN:
         """(S, n_in) Q14 activations times matrix `name` -> Q16, plus `add` ((S, N) or (N,)), or
         plus add[rows] when `rows` (symbols) is given: integer sums, in whatever order."""
         p = self.p
+        if self.pf is not None and not self.record and name.endswith(".Wx"):
+            from . import fused     # the input part in float64, for fused.cell_i8f
+            acc = self._acc8(a, name)
+            out = np.empty(acc.shape, dtype=np.float64)
+            fused.i8_rescale_bias_f(acc, self.pf[name + ".mf"], self.pf[name + ".rs"],
+                                    self.pf[name.rsplit(".", 1)[0] + ".b"], out)
+            return out
         if self.i8 and self._fused and rows is None and add is not None and add.ndim == 1:
             from . import fused     # ops.mm_i8's integers plus a bias, in one compiled pass
             acc = self._acc8(a, name)
@@ -404,12 +443,13 @@ class ExactFSRNN:
         return z + (add[rows] if rows is not None else add)
 
     def _acc8(self, a, name):
-        """int32 sums of the Q7 activations a times int8 matrix `name` (numpy backend)."""
+        """The sums of the Q7 activations a times int8 matrix `name` (numpy backend): int32, or
+        the float product's integer-valued float32/float64 (int8_product's as_float)."""
         import torch
         from . import fused
         a8 = np.empty(a.shape, dtype=np.int8)
         fused.q7(np.ascontiguousarray(a), a8)
-        return int8_product(torch.from_numpy(a8), self.p[name]).numpy()
+        return int8_product(torch.from_numpy(a8), self.p[name], as_float=True).numpy()
 
     def _ln_y(self, z, n):
         """Normalised z over the last axis of (S, m, n) or (S, n), Q16 in and out, and its
@@ -494,7 +534,18 @@ class ExactFSRNN:
                 add, idx = zx[None, :], np.zeros(S, dtype=np.int64)
             else:
                 add, idx = np.ascontiguousarray(zx), np.arange(S, dtype=np.int64)
-            fused.cell_i8(acc, p[name + ".m"], p[name + ".r"], add, idx, *rest)
+            if self.pf is not None and not rec:
+                pf = self.pf
+                if rows is not None:
+                    add = pf["in_table"]
+                elif zx.ndim == 1:
+                    add = pf[f"{c}.b"][None, :]
+                fused.cell_i8f(acc, pf[name + ".mf"], pf[name + ".rs"], add, idx, h, cs,
+                               pf[f"{c}.gain"], pf[f"{c}.bias_hi"], pf[f"{c}.lnc_gain"],
+                               pf[f"{c}.lncb_hi"], pf["lut"], self.eps, self.keep_h,
+                               self.keep_c, h_out, c_out)
+            else:
+                fused.cell_i8(acc, p[name + ".m"], p[name + ".r"], add, idx, *rest)
         if rec:
             self.tape[c] = t
         return h_out, c_out

@@ -166,6 +166,130 @@ def cell_i8(acc, m, r, add, idx, h, cs, ln_gain, ln_bias, lnc_gain, lnc_bias, lu
                   yrow, crow, ycrow)
 
 
+# ------------------------------------------------------------------ cell_i8 in float64 (the same integers)
+#
+# cell_i8 does its work in int64, which AVX2 cannot vectorise (no packed 64-bit multiply, shift or
+# float conversion). cell_i8f computes the same integers as integer-valued float64s: every value
+# below is an integer with |v| < 2**53, so each product, sum and multiplication by a power of two
+# is exact, floor() is exact, and floor division is a float estimate corrected to the exact
+# quotient (_fdiv). The ranges that make it so are checked once per model (exact.py,
+# _float_cell_ok); where they do not hold, cell_i8 runs. Two identities fold steps:
+# floor((floor(y g / 2**16) + b) / 2**6) = floor((y g + b 2**16) / 2**22) for integers b (the
+# LUT index of a LayerNorm output, so bias_hi holds b 2**16, the forget bias added), and the
+# sigmoid and tanh tables sit in one int32 array (tanh from LUT_HALF * 2 on).
+
+_FH = float(_LUT_HALF)
+_I22 = 1.0 / (1 << (_FRAC + _LUT_SHIFT))
+_I16 = 1.0 / (1 << _FRAC)
+_I15 = 1.0 / (1 << _LUT_OUT)
+_I14 = 1.0 / (1 << (2 * _LUT_OUT - _FRAC))
+_IH = 1.0 / (1 << (2 * _LUT_OUT - _ACT))
+_FZ = float(_Z)
+_FC = float(_C)
+
+
+@njit(cache=True, inline="always")
+def _fdiv(a, b, rb):
+    """floor(a / b) of integer-valued float64s, |a| < 2**50, 0 < b < 2**50 and rb = 1 / b: the
+    estimate is off by at most one, and q * b and a - q * b are exact."""
+    q = np.floor(a * rb)
+    r = a - q * b
+    q = q - 1.0 if r < 0.0 else q
+    q = q + 1.0 if r >= b else q
+    return q
+
+
+@njit(cache=True, inline="always")
+def _istats(v, base, n, eps):
+    """exact._ln_y's mean and standard deviation of the int32 values v[base:base+n]."""
+    tot = np.int64(0)
+    sq = np.int64(0)
+    for j in range(base, base + n):
+        x = np.int64(v[j])
+        tot += x
+        sq += x * x
+    mean = tot // n
+    sd = _isqrt((sq - 2 * mean * tot + n * mean * mean) // n + eps)
+    return np.float64(mean), np.float64(sd)
+
+
+@njit(cache=True, inline="always")
+def _fidx(y, g, b_hi, lo):
+    """The LUT index (lo added) of LayerNorm output y with gain g and bias b_hi = bias 2**16."""
+    i = np.floor((y * g + b_hi) * _I22)
+    return np.int32(min(max(i, -_FH), _FH - 1.0) + lo)
+
+
+@njit(cache=True)
+def cell_i8f(acc, mf, rs, add, idx, h, cs, gain, bias_hi, lnc_gain, lncb_hi, lut, eps, kh, kc,
+             h_out, c_out):
+    """cell_i8 without the tape: acc (S, 4n) exact integer sums (int32 or float), mf (4n,) the
+    column multipliers and rs = 2**-r as float64, add (rows, 4n) float64 indexed by idx,
+    gain (4n,), bias_hi (4n,) = (ln_bias + the forget bias on gate f) 2**16, lnc_gain (n,),
+    lncb_hi (n,) = lnc_bias 2**16 as float64, lut: sigmoid then tanh table (int32)."""
+    S, n = h.shape
+    n4 = 4 * n
+    zi = np.empty(n4, dtype=np.int32)
+    ix = np.empty(n4, dtype=np.int32)
+    gv = np.empty(n4, dtype=np.float64)
+    ci = np.empty(n, dtype=np.int32)
+    ix2 = np.empty(n, dtype=np.int32)
+    vt = np.empty(n, dtype=np.float64)
+    khf = np.float64(kh)
+    khc = np.float64((1 << 15) - kh)
+    kcf = np.float64(kc)
+    kcc = np.float64((1 << 15) - kc)
+    for s in range(S):
+        a = acc[s]
+        ad = add[idx[s]]
+        for j in range(n4):
+            z = np.floor(np.float64(a[j]) * mf[j] * rs) + ad[j]
+            zi[j] = np.int32(min(max(z, -_FZ), _FZ))
+        for g in range(4):
+            mean, sd = _istats(zi, g * n, n, eps)
+            rsd = 1.0 / sd
+            lo = _FH + (2.0 * _FH if g == 1 else 0.0)     # gate j is a tanh
+            for j in range(g * n, (g + 1) * n):
+                y = _fdiv((np.float64(zi[j]) - mean) * 65536.0, sd, rsd)
+                ix[j] = _fidx(y, gain[j], bias_hi[j], lo)
+        for j in range(n4):
+            gv[j] = np.float64(lut[np.uint64(ix[j])])
+        c_row = cs[s]
+        for j in range(n):      # gates: i = gv[j], j = gv[n + j], f = gv[2n + j], o = gv[3n + j]
+            c = np.floor(np.float64(np.int32(c_row[j])) * gv[2 * n + j] * _I15) \
+                + np.floor(gv[j] * gv[n + j] * _I14)
+            ci[j] = np.int32(min(max(c, -_FC), _FC))
+        mean, sd = _istats(ci, 0, n, eps)
+        rsd = 1.0 / sd
+        for j in range(n):
+            y = _fdiv((np.float64(ci[j]) - mean) * 65536.0, sd, rsd)
+            ix2[j] = _fidx(y, lnc_gain[j], lncb_hi[j], 3.0 * _FH)
+        for j in range(n):
+            vt[j] = np.float64(lut[np.uint64(ix2[j])])
+        h_row = h[s]
+        ho = h_out[s]
+        for j in range(n):
+            hn = np.floor(vt[j] * gv[3 * n + j] * _IH)
+            ho[j] = np.int64(np.int32(np.floor(
+                (khf * np.float64(np.int32(h_row[j])) + khc * hn) * (1.0 / 32768.0))))
+        co = c_out[s]
+        for j in range(n):
+            co[j] = np.int64(np.int32(np.floor(
+                (kcf * np.float64(np.int32(c_row[j])) + kcc * np.float64(ci[j]))
+                * (1.0 / 32768.0))))
+
+
+@njit(cache=True)
+def i8_rescale_bias_f(acc, mf, rs, bias, out):
+    """i8_rescale_bias into float64: floor(acc * m / 2**r) + bias (mf, bias float64)."""
+    S, N = acc.shape
+    for s in range(S):
+        a = acc[s]
+        o = out[s]
+        for j in range(N):
+            o[j] = np.floor(np.float64(a[j]) * mf[j] * rs) + bias[j]
+
+
 @njit(cache=True)
 def softmax_weights(logits, lut_exp, out):
     """exact.ExactFSRNN._weights after the product: lut_exp[clamp((max - logit) >> 6)]."""
