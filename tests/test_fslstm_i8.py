@@ -121,7 +121,39 @@ def test_every_int8_product_path_is_exact_at_the_extremes(k):
         got = None
     if got is not None:
         assert torch.equal(got.long(), want)
-    assert exact._choose_cpu_product() in ("int_mm", "float")
+    assert exact._choose_cpu_product() in exact.cpu_products()
+    from nncompress.predictors.fslstm import x86mm
+    if x86mm.available():
+        assert torch.equal(exact._avx2_product(a, w).long(), want)
+
+
+def test_avx2_product_pads_every_shape():
+    from nncompress.predictors.fslstm import x86mm
+    if not x86mm.available():
+        pytest.skip("no AVX2 product on this machine (not x86-64 with AVX2)")
+    rng = np.random.default_rng(2)
+    for S, K, N in ((1, 1, 1), (7, 33, 17), (13, 256, 1024), (6, 513, 16)):
+        a = rng.integers(-127, 128, (S, K)).astype(np.int8)
+        w = rng.integers(-127, 128, (K, N)).astype(np.int8)
+        w[0] = -128 if K > 1 else w[0]
+        got = x86mm.product(a, x86mm.Packed(w))
+        assert got.dtype == np.int32 and got.shape == (S, N)
+        assert np.array_equal(got, a.astype(np.int64) @ w.astype(np.int64))
+    with pytest.raises(ValueError):
+        x86mm.product(np.zeros((2, 3), np.int8), x86mm.Packed(np.zeros((4, 8), np.int8)))
+
+
+@pytest.mark.parametrize("product", ["int_mm", "avx2", "float"])
+def test_every_cpu_product_gives_the_same_model_tables(tiny8, monkeypatch, product):
+    if product not in exact.cpu_products():
+        pytest.skip(f"no {product} product on this machine")
+    cfg, _, q = tiny8
+    s = [TEXT[:160], TEXT[160:320], TEXT[320:480]]
+    with monkeypatch.context() as m:     # the reference on the float product
+        m.setattr(exact, "FORCE_INT8_FALLBACK", True)
+        ref = step_tables(exact.ExactFSRNN(cfg, q, use_kernels=False), s)
+    monkeypatch.setattr(exact, "_CPU_PRODUCT", product)
+    assert np.array_equal(step_tables(exact.ExactFSRNN(cfg, q), s), ref)
 
 
 def test_q7_rounds_and_clamps():

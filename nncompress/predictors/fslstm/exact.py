@@ -27,8 +27,9 @@ config["arith"], recorded in every header):
 - ``exact-i8-v1`` (quantize_model_i8): int8 weights (|w| <= 127) with one integer multiplier per
   output column, times the activations rounded to Q7 int8 (a8 = clamp((a + 64) >> 7, -127,
   127)); the int32 sums (|sum| <= 127 * 127 * K < 2**31) come from torch._int_mm (oneDNN/VNNI/AMX
-  on the CPU, the same call on CUDA), or, where it is missing or refuses a shape, from a float64
-  product of the same integers (int8_product). Q16 = floor(sum * m[col] / 2**r). The rest of the
+  on the CPU, the same call on CUDA), from vpmaddwd on other AVX2 CPUs (x86mm.py), or, where
+  those are missing or refuse a shape, from a float product of the same integers
+  (int8_product; the fastest one here is chosen by timing). Q16 = floor(sum * m[col] / 2**r). The rest of the
   step (LayerNorm, lookup tables, softmax) is the same integer code as exact-v1.
 """
 from __future__ import annotations
@@ -199,17 +200,46 @@ def _float_product(a8, w8, as_float=False):
     return z if as_float else z.to(torch.int32)
 
 
+_PACKED_W: dict = {}
+
+
+def _avx2_product(a8, w8, as_float=False):
+    """x86mm.product on torch CPU tensors (the weights packed once per matrix)."""
+    import torch
+    from . import x86mm
+    key = id(w8)
+    hit = _PACKED_W.get(key)
+    if hit is None or hit[0]() is not w8:
+        hit = (weakref.ref(w8, lambda _, key=key: _PACKED_W.pop(key, None)),
+               x86mm.Packed(w8.numpy()))
+        _PACKED_W[key] = hit
+    return torch.from_numpy(x86mm.product(a8.numpy(), hit[1]))
+
+
+def cpu_products() -> dict:
+    """The exact int8 products this CPU can run, by name: "int_mm" (torch._int_mm: oneDNN on
+    AVX-512 VNNI or AMX, a plain loop elsewhere), "avx2" (x86mm, where it runs), "float"."""
+    import torch
+    out = {"int_mm": torch._int_mm}
+    from . import x86mm
+    if x86mm.available():
+        out["avx2"] = _avx2_product
+    out["float"] = _float_product
+    return out
+
+
 def _choose_cpu_product() -> str:
-    """"int_mm" where torch._int_mm is faster than the float product (CPUs with int8 dot-product
-    units: AVX-512 VNNI, AMX), else "float" (torch._int_mm without them is a plain loop, 1 GOP/s
-    against tens of GFLOP/s for float32)."""
+    """The fastest of cpu_products() on one shape: "int_mm" on CPUs with int8 dot-product units
+    (AVX-512 VNNI, AMX), "avx2" on other x86-64 CPUs with AVX2 (vpmaddwd: 70 against 40 GMAC/s
+    for float32 on a Zen 3 core, bench/results/speed.md), else "float" (torch._int_mm without
+    those units is a plain loop, 1 GOP/s). All give the same integers."""
     import time
     import torch
     g = torch.Generator().manual_seed(0)
     a = torch.randint(-127, 128, (64, 512), dtype=torch.int8, generator=g)
     w = torch.randint(-127, 128, (512, 512), dtype=torch.int8, generator=g)
     best = {}
-    for name, fn in (("int_mm", torch._int_mm), ("float", _float_product)):
+    for name, fn in cpu_products().items():
         try:
             fn(a, w)
         except (RuntimeError, AttributeError, NotImplementedError):
@@ -239,6 +269,8 @@ def int8_product(a8, w8, as_float=False):
                 return torch._int_mm(a8, w8)
             except (RuntimeError, AttributeError, NotImplementedError):
                 pass
+        elif _CPU_PRODUCT == "avx2":
+            return _avx2_product(a8, w8)
     return _float_product(a8, w8, as_float)
 
 
