@@ -179,41 +179,35 @@ _F32_EXACT_K = (1 << 24) // (127 * 128)
 _CPU_PRODUCT = None
 
 
-# float copies of the weight matrices (the second operand), kept while the matrix lives
-_FLOAT_W: dict = {}
+# float copies and packed forms of the weight matrices (the second operand), kept while the
+# matrix lives
+_PER_MATRIX: dict = {}
 
 
-def _float_weights(w8, dt):
-    key = (id(w8), dt)
-    hit = _FLOAT_W.get(key)
+def _per_matrix(w8, tag, make):
+    """make(w8), computed once per weight tensor and tag."""
+    key = (id(w8), tag)
+    hit = _PER_MATRIX.get(key)
     if hit is not None and hit[0]() is w8:
         return hit[1]
-    f = w8.to(dt)
-    _FLOAT_W[key] = (weakref.ref(w8, lambda _, key=key: _FLOAT_W.pop(key, None)), f)
-    return f
+    v = make(w8)
+    _PER_MATRIX[key] = (weakref.ref(w8, lambda _, key=key: _PER_MATRIX.pop(key, None)), v)
+    return v
 
 
 def _float_product(a8, w8, as_float=False):
     import torch
     dt = torch.float32 if a8.shape[1] < _F32_EXACT_K else torch.float64
-    z = torch.matmul(a8.to(dt), _float_weights(w8, dt))
+    z = torch.matmul(a8.to(dt), _per_matrix(w8, dt, lambda w: w.to(dt)))
     return z if as_float else z.to(torch.int32)
 
 
-_PACKED_W: dict = {}
-
-
-def _avx2_product(a8, w8, as_float=False):
+def _avx2_product(a8, w8):
     """x86mm.product on torch CPU tensors (the weights packed once per matrix)."""
     import torch
     from . import x86mm
-    key = id(w8)
-    hit = _PACKED_W.get(key)
-    if hit is None or hit[0]() is not w8:
-        hit = (weakref.ref(w8, lambda _, key=key: _PACKED_W.pop(key, None)),
-               x86mm.Packed(w8.numpy()))
-        _PACKED_W[key] = hit
-    return torch.from_numpy(x86mm.product(a8.numpy(), hit[1]))
+    packed = _per_matrix(w8, "avx2", lambda w: x86mm.Packed(w.numpy()))
+    return torch.from_numpy(x86mm.product(a8.numpy(), packed))
 
 
 def cpu_products() -> dict:
@@ -254,9 +248,10 @@ def _choose_cpu_product() -> str:
 
 
 def int8_product(a8, w8, as_float=False):
-    """(S, K) x (K, N) int8 torch tensors -> int32 sums, exact: torch._int_mm where it runs and
-    is the faster, else a float product of the same integers (float32 while every partial sum
-    stays below 2**24, float64 beyond: any summation order gives the same result). With
+    """(S, K) x (K, N) int8 torch tensors -> int32 sums, exact: the fastest product here
+    (_choose_cpu_product: torch._int_mm, the AVX2 kernel), else a float product of the same
+    integers (float32 while every partial sum stays below 2**24, float64 beyond: any summation
+    order gives the same result). With
     `as_float`, the float product's integer-valued result is returned as it is (the compiled
     kernels read int32 and float sums alike)."""
     global _CPU_PRODUCT
@@ -440,7 +435,6 @@ class ExactFSRNN:
             pf[f"{c}.bias_hi"] = ((p[f"{c}.ln_bias"] + fb) << FRAC).astype(np.float64)
             pf[f"{c}.lnc_gain"] = p[f"{c}.lnc_gain"].astype(np.float64)
             pf[f"{c}.lncb_hi"] = (p[f"{c}.lnc_bias"] << FRAC).astype(np.float64)
-            pf[f"{c}.b"] = p[f"{c}.b"].astype(np.float64)
             for w in ("Wh", "Wx"):
                 if f"{c}.{w}.m" in p:
                     pf[f"{c}.{w}.mf"] = np.asarray(p[f"{c}.{w}.m"]).astype(np.float64)
@@ -453,12 +447,13 @@ class ExactFSRNN:
         """(S, n_in) Q14 activations times matrix `name` -> Q16, plus `add` ((S, N) or (N,)), or
         plus add[rows] when `rows` (symbols) is given: integer sums, in whatever order."""
         p = self.p
-        if self.pf is not None and not self.record and name.endswith(".Wx"):
+        if self.pf is not None and not self.record and name.endswith(".Wx") and add is not None \
+                and add.ndim == 1 and rows is None:
             from . import fused     # the input part in float64, for fused.cell_i8f
             acc = self._acc8(a, name)
             out = np.empty(acc.shape, dtype=np.float64)
             fused.i8_rescale_bias_f(acc, self.pf[name + ".mf"], self.pf[name + ".rs"],
-                                    self.pf[name.rsplit(".", 1)[0] + ".b"], out)
+                                    np.asarray(add, dtype=np.float64), out)
             return out
         if self.i8 and self._fused and rows is None and add is not None and add.ndim == 1:
             from . import fused     # ops.mm_i8's integers plus a bias, in one compiled pass
@@ -571,7 +566,7 @@ class ExactFSRNN:
                 if rows is not None:
                     add = pf["in_table"]
                 elif zx.ndim == 1:
-                    add = pf[f"{c}.b"][None, :]
+                    add = np.asarray(zx, dtype=np.float64)[None, :]
                 fused.cell_i8f(acc, pf[name + ".mf"], pf[name + ".rs"], add, idx, h, cs,
                                pf[f"{c}.gain"], pf[f"{c}.bias_hi"], pf[f"{c}.lnc_gain"],
                                pf[f"{c}.lncb_hi"], pf["lut"], self.eps, self.keep_h,
