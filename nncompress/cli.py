@@ -437,7 +437,9 @@ threads_opt = click.option("-T", "--threads", "threads", type=click.IntRange(0, 
                            show_default=True, metavar="N",
                            help="Code frames in N worker processes (0: one per core), each "
                            "loading the model once and holding one predictor (about the memory "
-                           "of a one-process run per worker). The output is the same for any N.")
+                           "of a one-process run per worker). Each process steps its streams on "
+                           "the cores left to it (NNCOMPRESS_THREADS caps them). The output is "
+                           "the same for any N and any thread count.")
 cluster_opt = click.option("--cluster", metavar="ADDRESS", default=None,
                            help="Run the frames as tasks on a Dask distributed scheduler "
                            "(tcp://host:8786; needs nncompress[cluster] here and on every "

@@ -152,10 +152,12 @@ def _as_value(fn, *args):
         return ("err", e)
 
 
-def _pool_init(opts: dict, direction: str) -> None:
+def _pool_init(opts: dict, direction: str, step_threads: int = 1) -> None:
     import signal
+    from .predictors import threads
     # Ctrl-C and terminal signals are handled by the parent, which ends the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threads.limit(step_threads)     # the workers share the cores
     if direction == "c":
         _compressor(opts)
     else:
@@ -191,9 +193,12 @@ class _Pool:
     def __init__(self, workers: int, opts: dict, direction: str):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
+        from .predictors import threads
         self.workers = workers
         self.ex = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                      initializer=_pool_init, initargs=(opts, direction))
+                                      initializer=_pool_init,
+                                      initargs=(opts, direction,
+                                                max(1, threads.count() // workers)))
 
     def submit(self, fn, *args):
         return _PoolFuture(self.ex.submit(fn, *args))

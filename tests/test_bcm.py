@@ -7,7 +7,7 @@ import pytest
 import nncompress
 from nncompress import api, engine, levels
 from nncompress.errors import FormatError, ModelError, NNCError
-from nncompress.predictors import bcm, registry
+from nncompress.predictors import bcm, registry, threads
 from nncompress.predictors.bcm import BCM, NEXT, PAIRS, STATES
 from nncompress.predictors.spec import build_predictor
 from helpers import decode_with as _decode
@@ -147,7 +147,7 @@ def test_two_streams_on_one_or_two_threads_give_the_same_bytes(monkeypatch, seg)
     data = _texts()["prose"][:9001]
     two = _encode(data, BCM(**SMALL), seg, streams=2)
     assert _decode(two, BCM(**SMALL)) == data
-    monkeypatch.setattr(bcm, "usable_cores", lambda: 1)
+    monkeypatch.setattr(threads, "count", lambda: 1)
     assert _encode(data, BCM(**SMALL), seg, streams=2) == two
     assert _decode(two, BCM(**SMALL)) == data
     # two halves, each from an empty model, cost more than one stream

@@ -202,3 +202,32 @@ def test_arith_mismatch_and_dynamic_evaluation_are_refused(tiny8, tmp_path):
     fcfg = {k: v for k, v in cfg.items() if k != "arith"}
     p16 = FSLSTMPredictor("x", bytes(32), fcfg, exact.quantize_model(fcfg, sd), device="cpu")
     assert p16.identity.settings["arith"] == exact.ARITH_I16
+
+
+@pytest.mark.parametrize("n_threads", [2, 3])
+def test_streams_stepped_in_parts_on_threads_give_the_same_integers(tiny8, monkeypatch,
+                                                                       n_threads):
+    """A step split over threads (each part its own rows) gives every stream the weights and
+    state it gets in one part, also as streams drop off the end."""
+    from nncompress.predictors import threads
+    cfg, _, q = tiny8
+    S, T = 20, 40
+    arr = np.frombuffer(TEXT[:S * T], dtype=np.uint8).reshape(S, T).astype(np.int64)
+
+    def run():
+        net = exact.ExactFSRNN(cfg, q)
+        out = [np.asarray(net.start(S)).copy()]
+        for t in range(T - 1):
+            a = S if t < T // 2 else S - (t - T // 2)      # streams drop off, one per step
+            out.append(np.asarray(net.step(arr[:a, t])).copy())
+        return out, [x.copy() for x in (net.hF, net.cF, net.hS, net.cS)], net
+
+    monkeypatch.setattr(threads, "count", lambda: 1)
+    one, st1, net = run()
+    assert len(net._parts(S)) == 1
+    monkeypatch.setattr(threads, "count", lambda: n_threads)
+    monkeypatch.setattr(exact.ExactFSRNN, "MIN_PART_STREAMS", 2)
+    many, stn, net = run()
+    assert len(net._parts(S)) == n_threads and len(net._parts(3)) == 1
+    assert all(np.array_equal(a, b) for a, b in zip(one, many))
+    assert all(np.array_equal(a, b) for a, b in zip(st1, stn))

@@ -39,16 +39,14 @@ machine. squash and stretch are the cm stage's (cm.SQUASH, cm.STRETCH).
 """
 from __future__ import annotations
 
-import os
 import struct
-from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 import numpy as np
 from numba import njit
 
 from ..errors import FormatError
-from . import kernels, schema
+from . import kernels, schema, threads
 from .base import PredictorIdentity, Registered
 from .cm import SQUASH, STRETCH
 
@@ -347,27 +345,12 @@ def _first_room(n: int) -> int:
     return n + (n >> 2) + 2 * _BYTE_ROOM
 
 
-def usable_cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-_POOL: Optional[ThreadPoolExecutor] = None
-
-
 def _map(fn, jobs: list) -> list:
-    """fn over jobs, on up to MAX_STREAMS threads when there are cores for them (the kernel
+    """fn over jobs, on as many threads as there are jobs and threads.count() allows (the kernel
     runs without the GIL); each job touches only its own stream's arrays, so the results are
     the same on any number of threads."""
-    global _POOL
-    if len(jobs) < 2 or usable_cores() < 2:
-        return [fn(*j) for j in jobs]
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=BCM.STREAM_CAP, thread_name_prefix="bcm")
-    return [f.result() for f in [_POOL.submit(fn, *j) for j in jobs]]
+    n = max(1, threads.count())
+    return [r for i in range(0, len(jobs), n) for r in threads.run(fn, jobs[i:i + n])]
 
 
 class _Stream:

@@ -604,7 +604,32 @@ class ExactFSRNN:
         a = symbols.shape[0]
         if self.record:
             self.tape = {"symbols": symbols}
-        hF, cF, hS, cS = self.hF[:a], self.cF[:a], self.hS[:a], self.cS[:a]
+        st = (self.hF[:a], self.cF[:a], self.hS[:a], self.cS[:a])
+        ranges = self._parts(a)
+        if len(ranges) == 1:
+            *st, w = self._step_rows(symbols, *st)
+        else:   # the streams in parts, one per thread: every row's integers are its own
+            from .. import threads
+            done = threads.run(self._step_rows, [(symbols[lo:hi], *(x[lo:hi] for x in st))
+                                                 for lo, hi in ranges])
+            st = [np.concatenate([d[i] for d in done]) for i in range(4)]
+            w = np.concatenate([d[4] for d in done])
+        self.hF, self.cF, self.hS, self.cS = st
+        return w
+
+    # Streams per thread from which splitting a step pays (the product's blocks are 6 rows).
+    MIN_PART_STREAMS = 48
+
+    def _parts(self, a: int) -> list:
+        """The stream ranges a step of `a` streams is split into (one range: not split). Only the
+        compiled numpy path without a tape is split."""
+        if not self._fused or self.record:
+            return [(0, a)]
+        from .. import threads
+        return threads.parts(a, threads.count(), self.MIN_PART_STREAMS, align=6)
+
+    def _step_rows(self, symbols, hF, cF, hS, cS):
+        """One step of these streams: their new state and output weights."""
         hF, cF = self._cell("fast.0", self.p["in_table"], hF, cF, rows=symbols)
         if self.tape is not None:
             self.tape["x.slow"] = hF
@@ -616,5 +641,4 @@ class ExactFSRNN:
                                                add=self.p["fast.1.b"]), hF, cF)
         for i in range(2, self.k):
             hF, cF = self._cell(f"fast.{i}", self.p[f"fast.{i}.b"], hF, cF)
-        self.hF, self.cF, self.hS, self.cS = hF, cF, hS, cS
-        return self._weights(hF)
+        return hF, cF, hS, cS, self._weights(hF)

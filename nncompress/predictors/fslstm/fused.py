@@ -129,7 +129,7 @@ def _cell_row(zs, s, h, cs, ln_gain, ln_bias, lnc_gain, lnc_bias, lut_sig, lut_t
             so[s, j] = vo
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def cell(z, h, cs, ln_gain, ln_bias, lnc_gain, lnc_bias, lut_sig, lut_tanh, fb, eps, kh, kc,
          h_out, c_out, y4, sd4, sf, si, tj, yc, sdc, tl, so, record=True):
     """One cell after its product (exact.ExactFSRNN._cell): z (S, 4n) Q16 pre-activations with
@@ -146,7 +146,7 @@ def cell(z, h, cs, ln_gain, ln_bias, lnc_gain, lnc_bias, lut_sig, lut_tanh, fb, 
                   yrow, crow, ycrow)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def cell_i8(acc, m, r, add, idx, h, cs, ln_gain, ln_bias, lnc_gain, lnc_bias, lut_sig, lut_tanh,
             fb, eps, kh, kc, h_out, c_out, y4, sd4, sf, si, tj, yc, sdc, tl, so, record=True):
     """cell with its product's rescaling fused in (exact-i8-v1): z[s] = ((acc[s] * m) >> r) +
@@ -220,7 +220,7 @@ def _fidx(y, g, b_hi, lo):
     return np.int32(min(max(i, -_FH), _FH - 1.0) + lo)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def cell_i8f(acc, mf, rs, add, idx, h, cs, gain, bias_hi, lnc_gain, lncb_hi, lut, eps, kh, kc,
              h_out, c_out):
     """cell_i8 without the tape: acc (S, 4n) exact integer sums (int32 or float), mf (4n,) the
@@ -279,7 +279,7 @@ def cell_i8f(acc, mf, rs, add, idx, h, cs, gain, bias_hi, lnc_gain, lncb_hi, lut
                 * (1.0 / 32768.0))))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def i8_rescale_bias_f(acc, mf, rs, bias, out):
     """i8_rescale_bias into float64: floor(acc * m / 2**r) + bias (mf, bias float64)."""
     S, N = acc.shape
@@ -290,7 +290,7 @@ def i8_rescale_bias_f(acc, mf, rs, bias, out):
             o[j] = np.floor(np.float64(a[j]) * mf[j] * rs) + bias[j]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def softmax_weights(logits, lut_exp, out):
     """exact.ExactFSRNN._weights after the product: lut_exp[clamp((max - logit) >> 6)]."""
     S, V = logits.shape
@@ -312,7 +312,7 @@ _Q7 = exact.Q7_SHIFT
 _I8 = exact.I8_MAX
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def q7(a, out):
     """exact.to_q7 into an int8 array: clamp((a + 64) >> 7, -127, 127)."""
     S, K = a.shape
@@ -322,7 +322,7 @@ def q7(a, out):
             out[s, k] = -_I8 if v < -_I8 else (_I8 if v > _I8 else v)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def i8_rescale_bias(acc, m, r, bias, out):
     """exact mm_i8's rescaling plus a bias: ((acc * m) >> r) + bias (int32 sums acc (S, N),
     multipliers m and bias (N,))."""
@@ -356,7 +356,7 @@ def _ln_back_row(dg, y, base, sd, gain, gbase, n, out, obase):
         out[obase + j] = _clip((t << _FRAC) // sd, _D)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def cell_back(dh_out, dc_out, cs, y4, sd4, sf, si, tj, yc, sdc, tl, so, ln_gain, lnc_gain,
               kh, kc, dz, dh_prev, dcs):
     """backward.SegmentGrads._cell_back up to the product with the recurrent matrix: writes
@@ -393,7 +393,7 @@ def cell_back(dh_out, dc_out, cs, y4, sd4, sf, si, tj, yc, sdc, tl, so, ln_gain,
 
 # ------------------------------------------------------------------ dynamic evaluation (dyneval.py)
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def de_update(G, acc, acc0, r, d, div, g_clamp, d_bits, decay, lim, acc_shift, new_acc, p_out):
     """dyneval._apply for one parameter (all arrays flat): the clamped gradient sum G times the
     multipliers r, floor-divided by div, the decay towards the trained values when `decay`,
