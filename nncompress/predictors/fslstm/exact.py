@@ -39,6 +39,8 @@ import weakref
 
 import numpy as np
 
+from .. import threads
+
 ACT = 14                   # activations: Q14
 FRAC = 16                  # pre-activations, cell state, LN parameters: Q16
 LUT_OUT = 15               # sigmoid / tanh outputs: Q15
@@ -609,7 +611,6 @@ class ExactFSRNN:
         if len(ranges) == 1:
             *st, w = self._step_rows(symbols, *st)
         else:   # the streams in parts, one per thread: every row's integers are its own
-            from .. import threads
             done = threads.run(self._step_rows, [(symbols[lo:hi], *(x[lo:hi] for x in st))
                                                  for lo, hi in ranges])
             st = [np.concatenate([d[i] for d in done]) for i in range(4)]
@@ -617,7 +618,8 @@ class ExactFSRNN:
         self.hF, self.cF, self.hS, self.cS = st
         return w
 
-    # Streams per thread from which splitting a step pays (the product's blocks are 6 rows).
+    # Streams per thread from which splitting a step pays; parts start on the AVX2 product's
+    # row blocks (x86mm.ROWS).
     MIN_PART_STREAMS = 48
 
     def _parts(self, a: int) -> list:
@@ -625,8 +627,8 @@ class ExactFSRNN:
         compiled numpy path without a tape is split."""
         if not self._fused or self.record:
             return [(0, a)]
-        from .. import threads
-        return threads.parts(a, threads.count(), self.MIN_PART_STREAMS, align=6)
+        from . import x86mm
+        return threads.parts(a, threads.count(), self.MIN_PART_STREAMS, align=x86mm.ROWS)
 
     def _step_rows(self, symbols, hF, cF, hS, cS):
         """One step of these streams: their new state and output weights."""
